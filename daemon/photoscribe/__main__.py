@@ -1,0 +1,3 @@
+from photoscribe.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,215 @@
+"""YAML configuration → validated, typed, immutable settings (no globals).
+
+Every key has a default, so an empty file (or none) is a valid configuration.
+Unknown keys and wrong types are errors that name the key. ``config.example.yaml``
+documents every key; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from photoscribe.errors import ConfigError
+
+ENV_CONFIG = "PHOTOSCRIBE_CONFIG"
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp")
+DEFAULT_TEMPLATES = ("a photo of {}.", "a photo of the {}.", "{}")
+
+
+def _state_dir() -> Path:
+    if os.environ.get("STATE_DIRECTORY"):  # set by systemd's StateDirectory=
+        return Path(os.environ["STATE_DIRECTORY"].split(":")[0])
+    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(base) / "photoscribe"
+
+
+def _cache_dir() -> Path:
+    if os.environ.get("CACHE_DIRECTORY"):  # set by systemd's CacheDirectory=
+        return Path(os.environ["CACHE_DIRECTORY"].split(":")[0])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "photoscribe"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    arch: str = "ViT-B-32"
+    # An open_clip pretrained tag (downloaded once, needs internet) or a local weights file.
+    pretrained: str = "laion2b_s34b_b79k"
+    # Folder of extra open_clip model-config JSON files, for custom architectures.
+    config_dir: Path | None = None
+    device: str = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    batch_size: int = 16
+    threads: int = 0  # torch intra-op threads on CPU; 0 = one per core
+
+
+@dataclass(frozen=True)
+class TaggingConfig:
+    labels_file: Path | None = None  # one label per line; default: the built-in vocabulary
+    extra_labels: tuple[str, ...] = ()
+    templates: tuple[str, ...] = DEFAULT_TEMPLATES
+    top_k: int = 8
+    min_score: float = 0.05  # softmax probability over the vocabulary
+
+
+@dataclass(frozen=True)
+class LLMConfig:
+    enabled: bool = True
+    base_url: str = "http://127.0.0.1:8000/v1"
+    model: str = "Qwen3-1.7B"
+    api_key: str = ""  # literal key; prefer api_key_env
+    api_key_env: str | None = None  # name of an environment variable holding the key
+    timeout: float = 60.0  # seconds per request
+    retries: int = 2  # extra attempts on timeouts, 429 and 5xx
+    language: Literal["en", "zh"] = "en"
+    thinking: bool = False
+    max_tokens: int = 256
+    temperature: float = 0.7
+    concurrency: int = 2
+
+
+@dataclass(frozen=True)
+class MetadataConfig:
+    write: bool = True  # false: index only, never touch the photos
+    overwrite_description: bool = False  # replace a description the user wrote
+
+
+@dataclass(frozen=True)
+class ScanConfig:
+    extensions: tuple[str, ...] = IMAGE_EXTENSIONS
+    skip_hidden: bool = True
+    follow_symlinks: bool = False
+    decode_workers: int = 2
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    limit: int = 20
+    min_similarity: float = 0.2  # cosine, CLIP text→image
+
+
+@dataclass(frozen=True)
+class Config:
+    index_path: Path = field(default_factory=lambda: _state_dir() / "index.sqlite3")
+    cache_dir: Path = field(default_factory=_cache_dir)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    model: ModelConfig = ModelConfig()
+    tagging: TaggingConfig = TaggingConfig()
+    llm: LLMConfig = LLMConfig()
+    metadata: MetadataConfig = MetadataConfig()
+    scan: ScanConfig = ScanConfig()
+    search: SearchConfig = SearchConfig()
+
+    def llm_api_key(self) -> str:
+        if self.llm.api_key_env:
+            value = os.environ.get(self.llm.api_key_env)
+            if value is None:
+                raise ConfigError(
+                    f"llm.api_key_env names ${self.llm.api_key_env}, which is not set; "
+                    "export it or remove the key"
+                )
+            return value
+        return self.llm.api_key or "not-needed"
+
+
+def default_config_path() -> Path:
+    if os.environ.get(ENV_CONFIG):
+        return Path(os.environ[ENV_CONFIG])
+    base = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
+    return Path(base) / "photoscribe" / "config.yaml"
+
+
+def load_config(path: Path | None = None, *, explicit: bool = False) -> Config:
+    """Read and validate ``path``; a missing default file means all defaults."""
+    path = path or default_config_path()
+    if not path.exists():
+        if explicit:
+            raise ConfigError(f"config file {path} does not exist")
+        return Config()
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+    return config_from_dict(raw or {}, source=str(path))
+
+
+def config_from_dict(raw: Any, *, source: str = "config") -> Config:
+    return validate(_build(Config, raw, source))
+
+
+def _build(cls: type, raw: Any, where: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; see config.example.yaml")
+    values = {name: _convert(hints[name], value, f"{where}.{name}") for name, value in raw.items()}
+    return cls(**values)
+
+
+def _convert(hint: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, where)
+    if origin in (typing.Union, types.UnionType):
+        return _convert_optional(hint, value, where)
+    if origin is Literal:
+        if value not in typing.get_args(hint):
+            choices = ", ".join(map(str, typing.get_args(hint)))
+            raise ConfigError(f"{where}: {value!r} is not one of {choices}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list")
+        item = typing.get_args(hint)[0]
+        return tuple(_convert(item, v, f"{where}[{i}]") for i, v in enumerate(value))
+    return _convert_scalar(hint, value, where)
+
+
+def _convert_optional(hint: Any, value: Any, where: str) -> Any:
+    if value is None:
+        return None
+    inner = [a for a in typing.get_args(hint) if a is not type(None)]
+    return _convert(inner[0], value, where)
+
+
+def _convert_scalar(hint: Any, value: Any, where: str) -> Any:
+    if hint is Path:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{where}: expected a path")
+        return Path(os.path.expandvars(value)).expanduser()
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, float) and isinstance(value, bool):
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if not isinstance(value, hint):
+        raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
+    return value
+
+
+def validate(config: Config) -> Config:
+    """Range checks that types alone cannot express."""
+    checks = [
+        (config.model.batch_size >= 1, "model.batch_size must be at least 1"),
+        (config.tagging.top_k >= 1, "tagging.top_k must be at least 1"),
+        (0 <= config.tagging.min_score <= 1, "tagging.min_score must be between 0 and 1"),
+        (config.llm.concurrency >= 1, "llm.concurrency must be at least 1"),
+        (config.llm.timeout > 0, "llm.timeout must be positive"),
+        (config.llm.retries >= 0, "llm.retries must not be negative"),
+        (config.scan.decode_workers >= 1, "scan.decode_workers must be at least 1"),
+        (all("{}" in t for t in config.tagging.templates), "each tagging template needs {}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+    return config

@@ -1,0 +1,74 @@
+"""Small immutable records passed between layers (stdlib only)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class State(enum.StrEnum):
+    """Where a photo stands in the index."""
+
+    DONE = "done"  # keywords and caption written
+    NEEDS_CAPTION = "needs_caption"  # keywords written; caption waits for the LLM
+    FAILED = "failed"  # a recorded reason; retried only when the file changes
+
+
+@dataclass(frozen=True)
+class FileStat:
+    """What identifies one version of a file on disk."""
+
+    size: int
+    mtime_ns: int
+    dev: int
+    ino: int
+
+
+@dataclass(frozen=True)
+class Keyword:
+    label: str
+    score: float
+
+
+@dataclass(frozen=True)
+class Tagging:
+    """What the CLIP stage learned about one photo."""
+
+    keywords: tuple[Keyword, ...]
+    embedding: bytes  # L2-normalised float16, little-endian
+    model: str  # model id the embedding belongs to
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """What photoscribe writes into one photo."""
+
+    keywords: tuple[str, ...]
+    description: str | None  # None: leave the description as it is
+    model: str
+    content_hash: str
+
+
+@dataclass(frozen=True)
+class WriteOutcome:
+    changed: bool  # False when the file already held exactly this
+    stat: FileStat | None  # the file's identity after the write (None in dry runs)
+    keywords: tuple[str, ...]  # all keywords in the file after the write
+    description: str | None  # the description in the file after the write
+
+
+@dataclass
+class Summary:
+    """Counts and reasons at the end of a scan."""
+
+    tagged: int = 0  # keywords (and maybe a caption) written in this run
+    skipped: int = 0  # unchanged since the last run, moved, or failed before
+    failed: int = 0
+    captioned: int = 0  # captions written in this run
+    waiting: int = 0  # photos of this run still waiting for a caption at the end
+    failures: list[tuple[Path, str]] = field(default_factory=list)
+
+    def fail(self, path: Path, reason: str) -> None:
+        self.failed += 1
+        self.failures.append((path, reason))

@@ -1,0 +1,113 @@
+"""SQLite connection set-up and named, recorded migrations (the only sqlite3 importer)."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+from photoscribe.errors import StoreError
+
+BUSY_TIMEOUT_MS = 10_000
+
+MIGRATIONS: tuple[tuple[str, str], ...] = (
+    (
+        "0001_photos",
+        """
+        CREATE TABLE photos (
+            id INTEGER PRIMARY KEY,
+            path TEXT NOT NULL UNIQUE,
+            size INTEGER,
+            mtime_ns INTEGER,
+            content_hash TEXT,
+            state TEXT NOT NULL,
+            model TEXT,
+            keywords TEXT NOT NULL DEFAULT '[]',   -- JSON [[label, score], ...]
+            keywords_text TEXT NOT NULL DEFAULT '', -- labels joined for full-text search
+            caption TEXT,
+            embedding BLOB,                         -- L2-normalised float16
+            error TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        );
+        CREATE INDEX photos_hash ON photos(content_hash);
+        CREATE INDEX photos_state ON photos(state, updated_at);
+        CREATE VIRTUAL TABLE photos_fts USING fts5(
+            caption, keywords_text, content='photos', content_rowid='id',
+            tokenize='unicode61 remove_diacritics 2'
+        );
+        CREATE TRIGGER photos_ai AFTER INSERT ON photos BEGIN
+            INSERT INTO photos_fts(rowid, caption, keywords_text)
+            VALUES (new.id, new.caption, new.keywords_text);
+        END;
+        CREATE TRIGGER photos_ad AFTER DELETE ON photos BEGIN
+            INSERT INTO photos_fts(photos_fts, rowid, caption, keywords_text)
+            VALUES ('delete', old.id, old.caption, old.keywords_text);
+        END;
+        CREATE TRIGGER photos_au AFTER UPDATE OF caption, keywords_text ON photos BEGIN
+            INSERT INTO photos_fts(photos_fts, rowid, caption, keywords_text)
+            VALUES ('delete', old.id, old.caption, old.keywords_text);
+            INSERT INTO photos_fts(rowid, caption, keywords_text)
+            VALUES (new.id, new.caption, new.keywords_text);
+        END;
+        """,
+    ),
+)
+
+
+def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    """Open the index. Writers migrate it; readers never block the writer (WAL)."""
+    try:
+        if readonly:
+            conn = sqlite3.connect(
+                f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False
+            )
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.row_factory = sqlite3.Row
+        if not readonly:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            migrate(conn)
+    except sqlite3.Error as exc:
+        raise StoreError(
+            f"cannot open the index {path}: {exc}; check the path (index_path in the config) "
+            "and its permissions"
+        ) from exc
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
+    )
+    applied = {row[0] for row in conn.execute("SELECT name FROM migrations")}
+    for name, sql in MIGRATIONS:
+        if name in applied:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _statements(sql):
+                conn.execute(statement)
+            conn.execute("INSERT INTO migrations VALUES (?, ?)", (name, time.time()))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+
+def _statements(sql: str) -> list[str]:
+    """Split a migration script into statements, keeping trigger bodies whole."""
+    out: list[str] = []
+    buf = ""
+    for line in sql.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            out.append(buf.strip())
+            buf = ""
+    if buf.strip():
+        out.append(buf.strip())
+    return out

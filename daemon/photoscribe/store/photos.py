@@ -1,0 +1,256 @@
+"""The photos table: one row per photo path, its state, tags, caption and embedding."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from photoscribe.records import FileStat, Keyword, State, Tagging
+
+COLUMNS = (
+    "id, path, size, mtime_ns, content_hash, state, model, keywords, caption, error, "
+    "attempts, updated_at"
+)
+
+
+@dataclass(frozen=True)
+class PhotoRow:
+    id: int
+    path: Path
+    size: int | None
+    mtime_ns: int | None
+    content_hash: str | None
+    state: State
+    model: str | None
+    keywords: tuple[Keyword, ...]
+    caption: str | None
+    error: str | None
+    attempts: int
+    updated_at: float
+
+    def same_file(self, stat: FileStat) -> bool:
+        return self.size == stat.size and self.mtime_ns == stat.mtime_ns
+
+
+def _row(r: sqlite3.Row) -> PhotoRow:
+    return PhotoRow(
+        id=r["id"],
+        path=Path(r["path"]),
+        size=r["size"],
+        mtime_ns=r["mtime_ns"],
+        content_hash=r["content_hash"],
+        state=State(r["state"]),
+        model=r["model"],
+        keywords=tuple(Keyword(k, s) for k, s in json.loads(r["keywords"])),
+        caption=r["caption"],
+        error=r["error"],
+        attempts=r["attempts"],
+        updated_at=r["updated_at"],
+    )
+
+
+def keywords_json(keywords: Iterable[Keyword]) -> str:
+    return json.dumps([[k.label, round(k.score, 4)] for k in keywords], ensure_ascii=False)
+
+
+class PhotoStore:
+    """Queries and updates on the index. Writes serialise on one lock (one writer)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self._lock = threading.RLock()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def _one(self, sql: str, params: tuple) -> PhotoRow | None:
+        with self._lock:
+            r = self._conn.execute(sql, params).fetchone()
+        return _row(r) if r else None
+
+    def _many(self, sql: str, params: tuple = ()) -> list[PhotoRow]:
+        with self._lock:
+            return [_row(r) for r in self._conn.execute(sql, params).fetchall()]
+
+    # -- reads ---------------------------------------------------------------
+    def by_path(self, path: Path) -> PhotoRow | None:
+        return self._one(f"SELECT {COLUMNS} FROM photos WHERE path = ?", (str(path),))
+
+    def by_hash(self, content_hash: str, model: str) -> list[PhotoRow]:
+        return self._many(
+            f"SELECT {COLUMNS} FROM photos WHERE content_hash = ? AND model = ? "
+            "AND state != 'failed' ORDER BY id",
+            (content_hash, model),
+        )
+
+    def by_ids(self, ids: Iterable[int]) -> dict[int, PhotoRow]:
+        ids = list(ids)
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        rows = self._many(f"SELECT {COLUMNS} FROM photos WHERE id IN ({marks})", tuple(ids))
+        return {r.id: r for r in rows}
+
+    def embedding_of(self, row_id: int) -> bytes:
+        with self._lock:
+            sql = "SELECT embedding FROM photos WHERE id = ?"
+            r = self._conn.execute(sql, (row_id,)).fetchone()
+        return bytes(r[0]) if r and r[0] is not None else b""
+
+    def needing_caption(self, model: str) -> list[PhotoRow]:
+        return self._many(
+            f"SELECT {COLUMNS} FROM photos WHERE state = ? AND model = ? ORDER BY id",
+            (State.NEEDS_CAPTION.value, model),
+        )
+
+    def counts(self) -> dict[State, int]:
+        with self._lock:
+            rows = self._conn.execute("SELECT state, count(*) FROM photos GROUP BY state")
+            found = {State(s): n for s, n in rows}
+        return {s: found.get(s, 0) for s in State}
+
+    def last_failures(self, limit: int = 10) -> list[PhotoRow]:
+        return self._many(
+            f"SELECT {COLUMNS} FROM photos WHERE state = 'failed' ORDER BY updated_at DESC LIMIT ?",
+            (limit,),
+        )
+
+    def embeddings_count(self, model: str) -> int:
+        with self._lock:
+            return self._conn.execute(
+                "SELECT count(*) FROM photos WHERE model = ? AND embedding IS NOT NULL",
+                (model,),
+            ).fetchone()[0]
+
+    def embeddings(self, model: str) -> tuple[list[int], bytes, int]:
+        """All stored embeddings of ``model``: (ids, concatenated fp16 bytes, row count)."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id, embedding FROM photos WHERE model = ? AND embedding IS NOT NULL "
+                "AND state != 'failed' ORDER BY id",
+                (model,),
+            ).fetchall()
+        return [r[0] for r in rows], b"".join(r[1] for r in rows), len(rows)
+
+    def full_text(self, match: str, limit: int) -> list[int]:
+        """Photo ids whose caption/keywords match an FTS5 expression, best first."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT rowid FROM photos_fts WHERE photos_fts MATCH ? "
+                "ORDER BY bm25(photos_fts) LIMIT ?",
+                (match, limit),
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def substring(self, text: str, limit: int) -> list[int]:
+        """Photo ids whose caption/keywords contain ``text`` (for scripts FTS can't split)."""
+        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id FROM photos WHERE caption LIKE ?1 ESCAPE '\\' "
+                "OR keywords_text LIKE ?1 ESCAPE '\\' ORDER BY id LIMIT ?2",
+                (pattern, limit),
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    # -- writes --------------------------------------------------------------
+    def save_tagged(
+        self,
+        path: Path,
+        stat: FileStat | None,
+        content_hash: str,
+        tagging: Tagging,
+        caption: str | None,
+    ) -> None:
+        state = State.DONE if caption else State.NEEDS_CAPTION
+        labels = " ".join(k.label for k in tagging.keywords)
+        now = time.time()
+        with self._write() as c:
+            c.execute(
+                """INSERT INTO photos (path, size, mtime_ns, content_hash, state, model,
+                       keywords, keywords_text, caption, embedding, error, attempts,
+                       created_at, updated_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, 0, ?, ?)
+                   ON CONFLICT(path) DO UPDATE SET size=excluded.size,
+                       mtime_ns=excluded.mtime_ns, content_hash=excluded.content_hash,
+                       state=excluded.state, model=excluded.model, keywords=excluded.keywords,
+                       keywords_text=excluded.keywords_text, caption=excluded.caption,
+                       embedding=excluded.embedding, error=NULL, attempts=0,
+                       updated_at=excluded.updated_at""",
+                (
+                    str(path),
+                    *_stat_cols(stat),
+                    content_hash,
+                    state.value,
+                    tagging.model,
+                    keywords_json(tagging.keywords),
+                    labels,
+                    caption,
+                    tagging.embedding,
+                    now,
+                    now,
+                ),
+            )
+
+    def save_caption(self, row_id: int, caption: str, stat: FileStat | None) -> None:
+        with self._write() as c:
+            c.execute(
+                "UPDATE photos SET caption = ?, state = 'done', error = NULL, "
+                "size = coalesce(?, size), mtime_ns = coalesce(?, mtime_ns), updated_at = ? "
+                "WHERE id = ?",
+                (caption, *_stat_cols(stat), time.time(), row_id),
+            )
+
+    def note_caption_problem(self, row_id: int, reason: str) -> None:
+        with self._write() as c:
+            c.execute(
+                "UPDATE photos SET error = ?, attempts = attempts + 1, updated_at = ? WHERE id = ?",
+                (reason, time.time(), row_id),
+            )
+
+    def save_failure(self, path: Path, stat: FileStat | None, reason: str) -> None:
+        now = time.time()
+        with self._write() as c:
+            c.execute(
+                """INSERT INTO photos (path, size, mtime_ns, state, error, attempts,
+                       created_at, updated_at)
+                   VALUES (?, ?, ?, 'failed', ?, 1, ?, ?)
+                   ON CONFLICT(path) DO UPDATE SET size=excluded.size,
+                       mtime_ns=excluded.mtime_ns, state='failed', error=excluded.error,
+                       attempts=photos.attempts + 1, updated_at=excluded.updated_at""",
+                (str(path), *_stat_cols(stat), reason, now, now),
+            )
+
+    def touch(self, row_id: int, stat: FileStat) -> None:
+        """The file's bytes changed but not its pixels (e.g. another tool edited tags)."""
+        with self._write() as c:
+            c.execute(
+                "UPDATE photos SET size = ?, mtime_ns = ?, updated_at = ? WHERE id = ?",
+                (*_stat_cols(stat), time.time(), row_id),
+            )
+
+    def move(self, row_id: int, new_path: Path, stat: FileStat) -> None:
+        with self._write() as c:
+            c.execute("DELETE FROM photos WHERE path = ? AND id != ?", (str(new_path), row_id))
+            c.execute(
+                "UPDATE photos SET path = ?, size = ?, mtime_ns = ?, updated_at = ? WHERE id = ?",
+                (str(new_path), *_stat_cols(stat), time.time(), row_id),
+            )
+
+
+def _stat_cols(stat: FileStat | None) -> tuple[int | None, int | None]:
+    return (stat.size, stat.mtime_ns) if stat else (None, None)

@@ -1,0 +1,218 @@
+"""The OpenCLIP model: weights resolution, device and precision, lazy locked load.
+
+torch and open_clip are imported only when a model is actually loaded, so commands
+that never need it (status, text search, doctor) start fast.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import socket
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from photoscribe.config import ModelConfig
+from photoscribe.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
+HOW_TO_PROVIDE = (
+    "on a machine with internet, download the file {filename} of the model-hub repository {repo} "
+    "(or copy the hub cache after one `photoscribe scan` there), put it on this machine and set "
+    "model.pretrained to its path, e.g. pretrained: /var/lib/photoscribe/{filename}"
+)
+
+
+@dataclass(frozen=True)
+class Weights:
+    """Where the weights come from: a local file, or an open_clip pretrained tag."""
+
+    source: str  # a path or a tag
+    is_file: bool
+    model_id: str  # identifies arch + weights in the index and the caches
+
+
+def looks_like_path(value: str) -> bool:
+    return os.sep in value or value.endswith(WEIGHT_SUFFIXES) or value.startswith("~")
+
+
+def file_fingerprint(path: Path) -> str:
+    """A fast content fingerprint: size + first and last 4 MiB."""
+    h = hashlib.sha256()
+    size = path.stat().st_size
+    h.update(str(size).encode())
+    with open(path, "rb") as f:
+        h.update(f.read(4 << 20))
+        if size > 8 << 20:
+            f.seek(-(4 << 20), os.SEEK_END)
+            h.update(f.read())
+    return h.hexdigest()[:16]
+
+
+def resolve_weights(cfg: ModelConfig) -> Weights:
+    """Check the configured weights exist (or can be fetched) before loading torch."""
+    if looks_like_path(cfg.pretrained):
+        path = Path(cfg.pretrained).expanduser()
+        if not path.is_file():
+            raise ModelError(
+                f"model.pretrained is {path}, but no such file exists; point it at a "
+                f"{'/'.join(WEIGHT_SUFFIXES)} weights file for {cfg.arch}"
+            )
+        return Weights(str(path), True, f"{cfg.arch}:{path.stem}:{file_fingerprint(path)}")
+    return Weights(cfg.pretrained, False, f"{cfg.arch}:{cfg.pretrained}")
+
+
+def _hub_file(arch: str, tag: str) -> tuple[str, str] | None:
+    import open_clip
+
+    pcfg = open_clip.get_pretrained_cfg(arch, tag)
+    if not pcfg:
+        known = ", ".join(open_clip.list_pretrained_tags_by_model(arch)) or "none"
+        raise ModelError(
+            f"open_clip has no pretrained tag {tag!r} for {arch!r} (known: {known}); "
+            "fix model.pretrained or give a path to a weights file"
+        )
+    hub = pcfg.get("hf_hub", "")
+    if not hub:
+        return None
+    parts = hub.rstrip("/").split("/")
+    repo, filename = "/".join(parts[:2]), "/".join(parts[2:]) or "open_clip_pytorch_model.bin"
+    return repo, filename
+
+
+def _cached(repo: str, filename: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    names = (filename, "open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+    return any(isinstance(try_to_load_from_cache(repo, n), str) for n in names)
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    try:
+        with socket.create_connection((url.hostname, url.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def ensure_downloadable(cfg: ModelConfig, weights: Weights) -> None:
+    """Fail in seconds, with a how-to, when a pretrained tag can't be had offline."""
+    if weights.is_file:
+        return
+    hub = _hub_file(cfg.arch, weights.source)
+    if hub is None or _cached(*hub) or _hub_reachable():
+        return
+    raise ModelError(
+        f"the CLIP weights {cfg.arch}/{weights.source} are not on this machine and the model hub "
+        "cannot be reached (offline). To provide them: "
+        + HOW_TO_PROVIDE.format(arch=cfg.arch, repo=hub[0], filename=hub[1])
+    )
+
+
+def pick_device(requested: str) -> str:
+    import torch
+
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelError(
+            f"model.device is {requested!r} but no CUDA GPU is usable here; use 'auto' or 'cpu'"
+        )
+    if requested != "cpu" and not requested.startswith("cuda"):
+        raise ModelError(f"model.device must be auto, cpu or cuda[:N], not {requested!r}")
+    return requested
+
+
+def cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def _auto_precision(device: str) -> str:
+    if device.startswith("cuda"):
+        return "fp16"
+    return "bf16" if cpu_has_bf16() else "fp32"
+
+
+def pick_dtype(precision: str, device: str) -> Any:
+    import torch
+
+    if precision == "auto":
+        precision = _auto_precision(device)
+    if precision == "fp16" and device == "cpu":
+        raise ModelError("model.precision fp16 is not supported on the CPU; use auto, bf16 or fp32")
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+class ClipModel:
+    """An OpenCLIP model loaded on first use; thread-safe load/unload."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        self.cfg = cfg
+        self.weights = resolve_weights(cfg)
+        self._lock = threading.Lock()
+        self._loaded: dict[str, Any] | None = None
+
+    @property
+    def model_id(self) -> str:
+        return self.weights.model_id
+
+    def load(self) -> dict[str, Any]:
+        with self._lock:
+            if self._loaded is None:
+                self._loaded = self._load()
+            return self._loaded
+
+    def unload(self) -> None:
+        with self._lock:
+            self._loaded = None
+
+    def _load(self) -> dict[str, Any]:
+        import open_clip
+        import torch
+
+        if self.cfg.config_dir:
+            open_clip.add_model_config(self.cfg.config_dir)
+        if self.cfg.arch not in open_clip.list_models():
+            raise ModelError(
+                f"open_clip knows no architecture {self.cfg.arch!r}; see "
+                "open_clip.list_models() or set model.config_dir"
+            )
+        ensure_downloadable(self.cfg, self.weights)
+        device = pick_device(self.cfg.device)
+        dtype = pick_dtype(self.cfg.precision, device)
+        if device == "cpu":
+            torch.set_num_threads(self.cfg.threads or os.cpu_count() or 1)
+        try:
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                self.cfg.arch, pretrained=self.weights.source, device=device
+            )
+        except Exception as exc:  # torch/safetensors raise many types for a bad file
+            raise ModelError(
+                f"cannot load CLIP weights {self.weights.source} for {self.cfg.arch}: {exc}. "
+                "Check that the file matches the architecture (model.arch)"
+            ) from exc
+        model = model.to(dtype=dtype).eval()
+        log.info("CLIP model %s on %s (%s)", self.model_id, device, str(dtype).split(".")[-1])
+        return {
+            "model": model,
+            "preprocess": preprocess,
+            "tokenizer": open_clip.get_tokenizer(self.cfg.arch),
+            "device": device,
+            "dtype": dtype,
+            "logit_scale": float(model.logit_scale.exp().item()),
+        }

@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import yaml
+
+from photoscribe.config import Config, config_from_dict, load_config
+from photoscribe.errors import ConfigError
+
+ROOT = Path(__file__).parent.parent
+
+
+def test_empty_config_is_all_defaults(tmp_path: Path) -> None:
+    (tmp_path / "c.yaml").write_text("")
+    assert load_config(tmp_path / "c.yaml") == Config()
+
+
+def test_missing_explicit_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml", explicit=True)
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"llm": {"bogus": 1}}, r"config\.llm: unknown key\(s\) bogus"),
+        ({"llm": {"language": "fr"}}, "not one of en, zh"),
+        ({"llm": {"timeout": "soon"}}, r"config\.llm\.timeout: expected float"),
+        ({"model": {"batch_size": True}}, "expected a number"),
+        ({"model": {"batch_size": 0}}, "batch_size must be at least 1"),
+        ({"tagging": {"templates": ["no placeholder"]}}, "needs {}"),
+        ({"tagging": {"extra_labels": "cat"}}, "expected a list"),
+        ({"llm": []}, "expected a mapping"),
+    ],
+)
+def test_bad_values_name_the_key(raw: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(raw)
+
+
+def test_types_are_converted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PHOTO_HOME", str(tmp_path))
+    cfg = config_from_dict(
+        {"index_path": "$PHOTO_HOME/i.db", "llm": {"timeout": 5}, "tagging": {"extra_labels": ["x"]}}
+    )
+    assert cfg.index_path == tmp_path / "i.db"
+    assert cfg.llm.timeout == 5.0 and isinstance(cfg.llm.timeout, float)
+    assert cfg.tagging.extra_labels == ("x",)
+
+
+def test_api_key_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = config_from_dict({"llm": {"api_key_env": "PS_TEST_KEY"}})
+    monkeypatch.delenv("PS_TEST_KEY", raising=False)
+    with pytest.raises(ConfigError, match=r"\$PS_TEST_KEY, which is not set"):
+        cfg.llm_api_key()
+    monkeypatch.setenv("PS_TEST_KEY", "sk-123")
+    assert cfg.llm_api_key() == "sk-123"
+
+
+def _keys(cls: type, prefix: str = "") -> set[str]:
+    out = set()
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(f.type) or (
+            isinstance(f.type, str) and f.type.endswith("Config")
+        ):
+            sub = getattr(Config(), f.name).__class__
+            out |= _keys(sub, f"{prefix}{f.name}.")
+        else:
+            out.add(prefix + f.name)
+    return out
+
+
+def _yaml_keys(data: dict, prefix: str = "") -> set[str]:
+    out = set()
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out |= _yaml_keys(value, f"{prefix}{key}.")
+        else:
+            out.add(prefix + key)
+    return out
+
+
+def test_example_documents_every_key_with_its_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("STATE_DIRECTORY", "CACHE_DIRECTORY", "XDG_STATE_HOME", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(var, raising=False)
+    raw = yaml.safe_load((ROOT / "config.example.yaml").read_text())
+    assert _yaml_keys(raw) == _keys(Config)
+    assert config_from_dict(raw) == Config()

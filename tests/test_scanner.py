@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from photoscribe.config import ScanConfig
+from photoscribe.errors import ConfigError
+from photoscribe.scanner import find_photos
+
+
+def touch(path: Path, data: bytes = b"x") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def test_walk_filters_extensions_hidden_and_sorts(tmp_path: Path) -> None:
+    a = touch(tmp_path / "b" / "a.JPG")
+    b = touch(tmp_path / "a.webp")
+    touch(tmp_path / "notes.txt")
+    touch(tmp_path / ".hidden.jpg")
+    touch(tmp_path / ".thumbs" / "t.jpg")
+    assert find_photos([tmp_path], ScanConfig()) == [b, a]
+
+
+def test_explicit_file_and_duplicates(tmp_path: Path) -> None:
+    a = touch(tmp_path / "a.png")
+    assert find_photos([a, tmp_path, a], ScanConfig()) == [a]
+
+
+def test_missing_root_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        find_photos([tmp_path / "nope"], ScanConfig())
+
+
+def test_stale_temp_files_are_removed_fresh_ones_kept(tmp_path: Path) -> None:
+    stale = touch(tmp_path / ".a.jpg.1234abcd.photoscribe-tmp")
+    fresh = touch(tmp_path / ".b.jpg.5678abcd.photoscribe-tmp")
+    old = time.time() - 7200
+    os.utime(stale, (old, old))
+    assert find_photos([tmp_path], ScanConfig()) == []
+    assert not stale.exists()
+    assert fresh.exists()

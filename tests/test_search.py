@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from photoscribe.records import FileStat, Keyword, Tagging
+from photoscribe.search import fts_expression, fuse, search
+from photoscribe.store import open_store
+
+STAT = FileStat(1, 1, 1, 1)
+
+
+def test_user_text_is_quoted_for_fts() -> None:
+    assert fts_expression('cat "OR" sofa*') == '"cat" "OR" "sofa"'
+    assert fts_expression("cat sofa", any_term=True) == '"cat" OR "sofa"'
+    assert fts_expression("!!!") is None
+
+
+def test_fusion_rewards_agreement() -> None:
+    fused = fuse([1, 2], [(2, 0.3), (3, 0.25)])
+    assert [row_id for row_id, _ in fused] == [2, 1, 3]
+
+
+def _vec(*values: float) -> bytes:
+    v = np.array(values, dtype=np.float32)
+    return (v / np.linalg.norm(v)).astype("<f2").tobytes()
+
+
+def test_search_merges_text_and_clip(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "i.db")
+    rows = [
+        ("/p/cat.jpg", "A cat on a sofa.", ("cat",), _vec(1, 0, 0)),
+        ("/p/dog.jpg", "A dog in the park.", ("dog",), _vec(0, 1, 0)),
+        ("/p/kitten.jpg", "Something small and fluffy.", ("pet",), _vec(0.9, 0.1, 0)),
+    ]
+    for path, caption, labels, emb in rows:
+        kws = tuple(Keyword(x, 0.9) for x in labels)
+        store.save_tagged(Path(path), STAT, path, Tagging(kws, emb, "m"), caption)
+
+    def encode(texts):
+        return np.array([[1.0, 0.0, 0.0]], dtype=np.float32)
+
+    hits = search(store, "cat", limit=5, model_id="m", encode_text=encode, min_similarity=0.5)
+    assert [h.path.name for h in hits] == ["cat.jpg", "kitten.jpg"]
+    assert hits[0].matched_by == ("text", "clip")
+    assert hits[1].matched_by == ("clip",)
+    text_only = search(store, "park dog", limit=5)
+    assert [h.path.name for h in text_only] == ["dog.jpg"]
+
+
+def test_cjk_text_matches_substrings(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "i.db")
+    kws = (Keyword("cat", 0.9),)
+    store.save_tagged(Path("/p/a.jpg"), STAT, "h", Tagging(kws, b"", "m"), "一只猫坐在沙发上。")
+    assert [h.path.name for h in search(store, "沙发", limit=5)] == ["a.jpg"]
+    assert search(store, "汽车", limit=5) == []

@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from photoscribe.errors import StoreError
+from photoscribe.records import FileStat, Keyword, State, Tagging
+from photoscribe.store import open_store
+
+STAT = FileStat(size=10, mtime_ns=20, dev=1, ino=2)
+
+
+def tagging(*labels: str) -> Tagging:
+    return Tagging(tuple(Keyword(x, 0.5) for x in labels), b"\x00<" * 4, "model-a")
+
+
+def test_migrations_are_recorded_once(tmp_path: Path) -> None:
+    db = tmp_path / "i.db"
+    open_store(db)
+    open_store(db)
+    rows = sqlite3.connect(db).execute("SELECT name FROM migrations").fetchall()
+    assert rows == [("0001_photos",)]
+
+
+def test_tagged_then_captioned_is_searchable(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "i.db")
+    store.save_tagged(Path("/p/a.jpg"), STAT, "h1", tagging("cat", "sofa"), None)
+    row = store.by_path(Path("/p/a.jpg"))
+    assert row is not None and row.state is State.NEEDS_CAPTION
+    assert store.full_text('"sofa"', 10) == [row.id]
+    store.save_caption(row.id, "A ginger cat asleep on a sofa.", None)
+    assert store.by_path(Path("/p/a.jpg")).state is State.DONE
+    assert store.full_text('"ginger"', 10) == [row.id]
+    assert store.counts()[State.DONE] == 1
+
+
+def test_retagging_updates_the_full_text_index(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "i.db")
+    store.save_tagged(Path("/p/a.jpg"), STAT, "h1", tagging("cat"), "a cat")
+    store.save_tagged(Path("/p/a.jpg"), STAT, "h1", tagging("dog"), "a dog")
+    assert store.full_text('"cat"', 10) == []
+    assert len(store.full_text('"dog"', 10)) == 1
+
+
+def test_failure_then_success_clears_the_error(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "i.db")
+    store.save_failure(Path("/p/b.jpg"), STAT, "broken")
+    store.save_failure(Path("/p/b.jpg"), STAT, "still broken")
+    row = store.by_path(Path("/p/b.jpg"))
+    assert (row.state, row.error, row.attempts) == (State.FAILED, "still broken", 2)
+    store.save_tagged(Path("/p/b.jpg"), STAT, "h2", tagging("cat"), "a cat")
+    row = store.by_path(Path("/p/b.jpg"))
+    assert (row.state, row.error) == (State.DONE, None)
+
+
+def test_move_keeps_the_row(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "i.db")
+    store.save_tagged(Path("/p/a.jpg"), STAT, "h1", tagging("cat"), "a cat")
+    row = store.by_path(Path("/p/a.jpg"))
+    store.move(row.id, Path("/q/a.jpg"), STAT)
+    assert store.by_path(Path("/p/a.jpg")) is None
+    assert store.by_path(Path("/q/a.jpg")).id == row.id
+    assert [r.id for r in store.by_hash("h1", "model-a")] == [row.id]
+
+
+def test_readonly_reader_sees_writes_and_cannot_write(tmp_path: Path) -> None:
+    writer = open_store(tmp_path / "i.db")
+    reader = open_store(tmp_path / "i.db", readonly=True)
+    writer.save_tagged(Path("/p/a.jpg"), STAT, "h1", tagging("cat"), "a cat")
+    assert reader.counts()[State.DONE] == 1
+    with pytest.raises(sqlite3.OperationalError):
+        reader.save_failure(Path("/p/x.jpg"), None, "x")
+
+
+def test_readonly_without_an_index_says_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="run `photoscribe scan FOLDER` first"):
+        open_store(tmp_path / "missing.db", readonly=True)
+
+
+def test_unopenable_index_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "dir.db").mkdir()
+    with pytest.raises(StoreError, match="cannot open the index"):
+        open_store(tmp_path / "dir.db")

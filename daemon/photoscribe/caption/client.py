@@ -1,0 +1,327 @@
+"""The Captioner: one caption per call from any OpenAI-compatible chat server.
+
+This is the only module that imports ``openai`` (lazily, when a Captioner is made).
+The client's own retries are off; this module retries timeouts, connection errors, 429
+(honouring Retry-After) and 5xx itself, with exponential backoff and jitter, and stops
+asking for a while (circuit breaker) when the server keeps failing.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from photoscribe.caption.clean import check_caption, clean_reply
+from photoscribe.caption.prompt import build_messages, keyword_labels
+from photoscribe.config import LLMConfig
+from photoscribe.errors import CaptionRejected, CaptionUnavailable
+from photoscribe.records import Keyword
+
+log = logging.getLogger(__name__)
+
+FAILURES_TO_OPEN = 3  # unavailable outcomes in a row that open the circuit
+COOLDOWN_S = 60.0  # how long an open circuit refuses before one trial request
+BACKOFF_BASE_S = 1.0
+BACKOFF_MAX_S = 20.0
+RETRY_AFTER_MAX_S = 30.0
+RETRYABLE_STATUS = (408, 409, 429)  # and every 5xx
+
+
+@dataclass(frozen=True)
+class Reply:
+    content: str | None
+    reasoning: str | None
+
+
+class _Retry(Exception):
+    """A failure worth another attempt, with the server's Retry-After if it sent one."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+
+class CircuitBreaker:
+    """Closed → open after ``threshold`` failures in a row → half-open (one trial) → …"""
+
+    def __init__(
+        self,
+        clock: Callable[[], float],
+        threshold: int = FAILURES_TO_OPEN,
+        cooldown: float = COOLDOWN_S,
+    ) -> None:
+        self._clock = clock
+        self._threshold = threshold
+        self._cooldown = cooldown
+        self._lock = threading.Lock()
+        self._failures = 0
+        self._opened_at: float | None = None
+        self._trial = False  # the half-open trial request is in flight
+        self._last_error = ""
+
+    def _remaining(self) -> float:
+        if self._opened_at is None:
+            return 0.0
+        return max(0.0, self._opened_at + self._cooldown - self._clock())
+
+    @property
+    def available(self) -> bool:
+        with self._lock:
+            return self._remaining() == 0 and not self._trial
+
+    def acquire(self) -> None:
+        """Allow one request, or raise CaptionUnavailable while the circuit is open."""
+        with self._lock:
+            remaining = self._remaining()
+            if remaining > 0:
+                raise CaptionUnavailable(
+                    f"{self._last_error} (failed {self._failures} times in a row; "
+                    f"not asking again for {remaining:.0f} s)"
+                )
+            if self._trial:
+                raise CaptionUnavailable(f"{self._last_error} (a trial request is under way)")
+            self._trial = self._opened_at is not None
+
+    def success(self) -> None:
+        with self._lock:
+            self._failures, self._opened_at, self._trial = 0, None, False
+
+    def failure(self, message: str) -> None:
+        with self._lock:
+            self._failures += 1
+            self._last_error = message
+            opening = self._opened_at is None and self._failures >= self._threshold
+            reopen, self._trial = opening or self._trial, False  # a failed trial reopens
+            if reopen:
+                self._opened_at = self._clock()
+                log.warning("LLM unavailable; no captions for %.0f s: %s", self._cooldown, message)
+
+    def release(self) -> None:
+        """End a trial that ended in neither success nor failure (e.g. a bug)."""
+        with self._lock:
+            self._trial = False
+
+
+class Captioner:
+    """Asks the LLM for a caption; thread-safe, one instance per configuration."""
+
+    def __init__(
+        self,
+        cfg: LLMConfig,
+        api_key: str,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        import openai
+
+        self.cfg = cfg
+        self._openai = openai
+        self._client = openai.OpenAI(
+            base_url=cfg.base_url,
+            api_key=api_key or "not-needed",
+            timeout=cfg.timeout,
+            max_retries=0,
+        )
+        self._sleep = sleep
+        self._random = random.Random()
+        self._breaker = CircuitBreaker(clock)
+        self._template_kwargs = True  # False once a server refuses chat_template_kwargs
+
+    @property
+    def available(self) -> bool:
+        """False while the circuit breaker is open (captions would fail at once)."""
+        return self._breaker.available
+
+    def close(self) -> None:
+        self._client.close()
+
+    def caption(self, keywords: Sequence[Keyword]) -> str:
+        """A caption for a photo showing ``keywords``.
+
+        Raises CaptionUnavailable when the server is down, too slow, failing or misconfigured
+        (the caption can wait for a later run), CaptionRejected when the reply is unusable
+        twice in a row.
+        """
+        labels = keyword_labels(keywords)
+        if not labels:
+            raise CaptionRejected("no keywords to describe the photo from")
+        messages = build_messages(keywords, language=self.cfg.language, thinking=self.cfg.thinking)
+        self._breaker.acquire()
+        try:
+            try:
+                return self._ask(messages, labels)
+            except CaptionRejected as exc:
+                log.debug("caption rejected (%s); asking once more", exc)
+            return self._ask(messages, labels)
+        finally:
+            self._breaker.release()
+
+    def _ask(self, messages: list[dict[str, str]], labels: list[str]) -> str:
+        try:
+            completion = self._send(messages)
+        except CaptionUnavailable as exc:
+            self._breaker.failure(str(exc))
+            raise
+        self._breaker.success()
+        reply = reply_of(completion)
+        text = clean_reply(reply.content, reply.reasoning)
+        return check_caption(
+            text, labels=labels, language=self.cfg.language, had_reasoning=bool(reply.reasoning)
+        )
+
+    def _send(self, messages: list[dict[str, str]]) -> Any:
+        """The completion, retrying transient failures; CaptionUnavailable when out of tries."""
+        attempts = self.cfg.retries + 1
+        for attempt in range(attempts):
+            try:
+                return self._request(messages)
+            except _Retry as retry:
+                last = retry
+            log.debug("LLM attempt %d/%d failed: %s", attempt + 1, attempts, last.message)
+            if attempt + 1 < attempts:
+                self._sleep(self._delay(attempt, last.retry_after))
+        tries = "1 attempt" if attempts == 1 else f"{attempts} attempts"
+        raise CaptionUnavailable(f"{last.message} (gave up after {tries})")
+
+    def _request(self, messages: list[dict[str, str]]) -> Any:
+        try:
+            return self._client.chat.completions.create(**self._params(messages))
+        except self._openai.APIError as exc:
+            if not self._refuses_template_kwargs(exc):
+                raise self._translate(exc) from exc
+        log.info("%s refuses chat_template_kwargs; relying on /no_think", self.cfg.base_url)
+        self._template_kwargs = False
+        try:
+            return self._client.chat.completions.create(**self._params(messages))
+        except self._openai.APIError as exc:
+            raise self._translate(exc) from exc
+
+    def _refuses_template_kwargs(self, exc: Exception) -> bool:
+        bad_request = isinstance(exc, self._openai.BadRequestError)
+        return bad_request and self._template_kwargs and "chat_template_kwargs" in str(exc)
+
+    def _params(self, messages: list[dict[str, str]]) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "model": self.cfg.model,
+            "messages": messages,
+            "max_tokens": self.cfg.max_tokens,
+            "temperature": self.cfg.temperature,
+        }
+        if self._template_kwargs:
+            kwargs = {"enable_thinking": self.cfg.thinking}
+            params["extra_body"] = {"chat_template_kwargs": kwargs}
+        return params
+
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(retry_after, RETRY_AFTER_MAX_S)
+        backoff = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2**attempt)
+        return backoff * (0.5 + 0.5 * self._random.random())
+
+    def _translate(self, exc: Exception) -> Exception:
+        """An openai error → _Retry (transient) or CaptionUnavailable (needs the user)."""
+        oa, url = self._openai, self.cfg.base_url
+        if isinstance(exc, oa.APITimeoutError):
+            return _Retry(
+                f"no reply from the LLM server at {url} within {self.cfg.timeout:g} s; "
+                "check that it is running and not overloaded, or raise llm.timeout"
+            )
+        if isinstance(exc, oa.APIConnectionError):
+            cause = exc.__cause__ or exc
+            return _Retry(
+                f"cannot reach the LLM server at {url} ({cause}); "
+                "check that it is running and that llm.base_url is right"
+            )
+        if isinstance(exc, oa.APIStatusError):
+            return self._translate_status(exc)
+        return CaptionUnavailable(
+            f"the LLM server at {url} sent something that is not an OpenAI chat completion "
+            f"({exc}); check that llm.base_url points at an OpenAI-compatible /v1 endpoint"
+        )
+
+    def _translate_status(self, exc: Any) -> Exception:
+        url, model, code = self.cfg.base_url, self.cfg.model, exc.status_code
+        detail = f"HTTP {code}: {server_message(exc)}"
+        if code == 429:
+            return _Retry(
+                f"the LLM server at {url} is rate limiting requests ({detail}); "
+                "lower llm.concurrency or try later",
+                retry_after=retry_after(exc.response.headers),
+            )
+        if code >= 500 or code in RETRYABLE_STATUS:
+            return _Retry(f"the LLM server at {url} failed ({detail}); check the server's log")
+        if code in (401, 403):
+            return CaptionUnavailable(
+                f"the LLM server at {url} refused the API key ({detail}); set llm.api_key_env "
+                "to the name of an environment variable holding a valid key (or llm.api_key)"
+            )
+        if code == 404:
+            return CaptionUnavailable(
+                f"the LLM server at {url} does not know model {model!r} ({detail}); set "
+                f"llm.model to a name listed at {url.rstrip('/')}/models, and check that "
+                "llm.base_url ends in /v1"
+            )
+        return CaptionUnavailable(
+            f"the LLM server at {url} refused the request ({detail}); "
+            "check llm.model, llm.max_tokens and llm.temperature"
+        )
+
+
+def reply_of(completion: Any) -> Reply:
+    """Content and reasoning (``reasoning_content`` or ``reasoning``) of the first choice."""
+    choices = getattr(completion, "choices", None)
+    if not choices:
+        raise CaptionRejected("the LLM reply holds no answer")
+    message = choices[0].message
+    extra = getattr(message, "model_extra", None) or {}
+    reasoning = None
+    for name in ("reasoning_content", "reasoning"):
+        value = getattr(message, name, None) or extra.get(name)
+        if isinstance(value, str) and value.strip():
+            reasoning = value
+            break
+    content = message.content if isinstance(message.content, str) else None
+    return Reply(content, reasoning)
+
+
+def server_message(exc: Any) -> str:
+    """The server's own error message, short."""
+    body = getattr(exc, "body", None)
+    message = None
+    if isinstance(body, Mapping):
+        inner = body.get("error")
+        message = inner.get("message") if isinstance(inner, Mapping) else body.get("message")
+        message = message or (inner if isinstance(inner, str) else None)
+    text = " ".join(str(message or body or exc).split())
+    return text if len(text) <= 200 else text[:199] + "…"
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds from ``retry-after-ms`` / ``retry-after`` (seconds or an HTTP date)."""
+    try:
+        return max(0.0, float(headers["retry-after-ms"]) / 1000)
+    except (KeyError, ValueError):
+        pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())

@@ -1,0 +1,397 @@
+"""A fault-injecting fake OpenAI-compatible chat server (stdlib only), for tests and demos.
+
+It answers ``POST /v1/chat/completions`` with a caption made from the prompt's keywords
+(the first prompt line's text after its colon, comma-separated), in Chinese when the
+request is written in Chinese, else in English, e.g. "A photo showing red and circle.".
+``GET /v1/models`` lists its model. A request naming another model gets a 404, a wrong
+API key (when one is set) a 401, like real servers.
+
+In a test (``tests/`` is on ``sys.path``; conftest also offers a ``fake_llm`` fixture)::
+
+    from fakes.openai_server import FakeOpenAI
+
+    with FakeOpenAI() as llm:                    # 127.0.0.1, ephemeral port
+        cfg = LLMConfig(base_url=llm.base_url)   # "http://127.0.0.1:PORT/v1"
+        llm.set_behavior("status", status=500)   # every request from now on
+        llm.enqueue("slow", delay=2.0)           # the next request only, then the default
+        llm.script("empty", ("status", {"status": 429, "retry_after": 2}))  # several, in order
+        ...
+        llm.requests[-1]["chat_template_kwargs"]  # JSON bodies received, oldest first
+        with llm.down():                         # nothing listening (connection refused)
+            ...                                  # back on the same port afterwards
+
+Behaviours (name, then parameters):
+
+- ``normal``: the caption.
+- ``think_tags``: content ``"<think>reasoning</think>\\n\\n" + caption``.
+- ``reasoning_field``: ``reasoning_content`` field with reasoning, content the caption.
+- ``reasoning_only``: empty content; the caption only in ``reasoning_content``.
+- ``lone_close_think``: content ``"reasoning</think>\\n\\n" + caption`` (no opening tag).
+- ``status``: ``status=500``, optional ``retry_after`` (seconds, sent as Retry-After) and
+  ``message``; an OpenAI-style error body.
+- ``slow``: ``delay=seconds`` before answering normally (a stop() cuts the wait short).
+- ``echo``: content is the user message.
+- ``empty``: content ``""``.
+- ``wrong_language``: Chinese for an English request, English for a Chinese one.
+- ``content``: ``text=...``, optional ``reasoning=...``: exactly that.
+
+Standalone, for demos: ``python tests/fakes/openai_server.py --port 8000`` serves until
+Ctrl-C (``--behavior``, ``--model``, ``--host``, ``--verbose``; see ``--help``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+DEFAULT_MODEL = "Qwen3-1.7B"
+BEHAVIORS = frozenset(
+    {
+        "normal",
+        "think_tags",
+        "reasoning_field",
+        "reasoning_only",
+        "lone_close_think",
+        "status",
+        "slow",
+        "echo",
+        "empty",
+        "wrong_language",
+        "content",
+    }
+)
+REASONING = "Okay, the user wants a caption. The keywords suggest the main subject; keep it short."
+ZH_WORDS = {
+    "red": "红色",
+    "blue": "蓝色",
+    "green": "绿色",
+    "yellow": "黄色",
+    "black": "黑色",
+    "white": "白色",
+    "circle": "圆形",
+    "square": "方形",
+    "triangle": "三角形",
+    "dog": "狗",
+    "cat": "猫",
+    "beach": "海滩",
+    "mountain": "山",
+    "tree": "树",
+}
+_CJK = re.compile(r"[\u4e00-\u9fff]")
+
+Behavior = tuple[str, dict[str, Any]]
+
+
+def _behavior(item: str | Behavior) -> Behavior:
+    name, params = (item, {}) if isinstance(item, str) else item
+    if name not in BEHAVIORS:
+        raise ValueError(f"unknown behaviour {name!r}; choose from {sorted(BEHAVIORS)}")
+    return name, dict(params)
+
+
+def prompt_keywords(user: str) -> list[str]:
+    """Keywords in a prompt: the first line with a colon, the text after that colon."""
+    for line in user.replace("/no_think", "").splitlines():
+        parts = re.split(r"[:：]", line)
+        if len(parts) > 1:
+            return [w.strip() for w in re.split(r"[,，、]", parts[-1]) if w.strip()]
+    return []
+
+
+def english_caption(words: list[str]) -> str:
+    words = words or ["something"]
+    listed = words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+    return f"A photo showing {listed}."
+
+
+def chinese_caption(words: list[str]) -> str:
+    words = [ZH_WORDS.get(w.lower(), w) for w in words] or ["一些东西"]
+    listed = words[0] if len(words) == 1 else "、".join(words[:-1]) + "和" + words[-1]
+    return f"这是一张照片，画面中可以看到{listed}。"
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True  # a slow handler must not block stop()
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], fake: FakeOpenAI) -> None:
+        super().__init__(address, _Handler)
+        self.fake = fake
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # a client that gave up
+            super().handle_error(request, client_address)
+
+
+class FakeOpenAI:
+    """The fake server; a context manager (start on enter, stop on exit)."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        model: str | None = DEFAULT_MODEL,
+        api_key: str | None = None,
+        verbose: bool = False,
+    ) -> None:
+        """``model=None`` accepts any model name; ``api_key`` set: require that Bearer key."""
+        self.host, self.port = host, port
+        self.model = model
+        self.api_key = api_key
+        self.verbose = verbose
+        self._lock = threading.Lock()
+        self._default: Behavior = ("normal", {})
+        self._script: list[Behavior] = []
+        self._requests: list[dict[str, Any]] = []
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    def __enter__(self) -> FakeOpenAI:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    def start(self) -> None:
+        """Listen (again): on the port given, else an ephemeral one kept for restarts."""
+        if self._server is not None:
+            return
+        self._wake = threading.Event()
+        self._server = _Server((self.host, self.port), self)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"fake-openai-{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop listening and close the socket (clients get 'connection refused')."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        self._wake.set()  # cut slow answers short: their connections are dropped
+        server.shutdown()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    @contextmanager
+    def down(self) -> Iterator[None]:
+        """Nothing listens inside the block; the server is back on the same port after it."""
+        self.stop()
+        try:
+            yield
+        finally:
+            self.start()
+
+    # -- behaviour ---------------------------------------------------------------------------
+
+    def set_behavior(self, name: str, **params: Any) -> None:
+        """The behaviour for every request once the script is used up."""
+        with self._lock:
+            self._default = _behavior((name, params))
+
+    def enqueue(self, name: str, **params: Any) -> None:
+        """Add one behaviour to the script (used by one request, in order)."""
+        with self._lock:
+            self._script.append(_behavior((name, params)))
+
+    def script(self, *items: str | Behavior) -> None:
+        """Add behaviours to the script: names, or (name, params) pairs."""
+        behaviors = [_behavior(item) for item in items]
+        with self._lock:
+            self._script.extend(behaviors)
+
+    def reset(self) -> None:
+        """Back to ``normal``: empty script, no recorded requests."""
+        with self._lock:
+            self._default, self._script, self._requests = ("normal", {}), [], []
+
+    def _next_behavior(self) -> Behavior:
+        with self._lock:
+            return self._script.pop(0) if self._script else self._default
+
+    # -- record ------------------------------------------------------------------------------
+
+    @property
+    def requests(self) -> list[dict[str, Any]]:
+        """JSON bodies of the chat-completion requests received, oldest first (a copy)."""
+        with self._lock:
+            return list(self._requests)
+
+    def _record(self, body: dict[str, Any]) -> None:
+        with self._lock:
+            self._requests.append(body)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.0"  # one request per connection: 'down' is clean
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if self.server.fake.verbose:
+            super().log_message(format, *args)
+
+    def _send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(payload, ensure_ascii=False).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _error(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        kind = "invalid_request_error" if status < 500 else "server_error"
+        error = {"message": message, "type": kind, "param": None, "code": status}
+        self._send_json(status, {"error": error}, headers)
+
+    def _authorized(self) -> bool:
+        key = self.server.fake.api_key
+        if key is None or self.headers.get("Authorization") == f"Bearer {key}":
+            return True
+        self._error(401, "Incorrect API key provided.")
+        return False
+
+    def do_GET(self) -> None:
+        fake = self.server.fake
+        if self.path.rstrip("/") != "/v1/models":
+            self._error(404, f"no route {self.path}")
+        elif self._authorized():
+            model = fake.model or DEFAULT_MODEL
+            entry = {"id": model, "object": "model", "created": 0, "owned_by": "fake"}
+            self._send_json(200, {"object": "list", "data": [entry]})
+
+    def do_POST(self) -> None:
+        if self.path.rstrip("/") != "/v1/chat/completions":
+            self._error(404, f"no route {self.path}")
+            return
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = json.loads(self.rfile.read(length) or b"null")
+        except (ValueError, UnicodeDecodeError):
+            self._error(400, "request body is not JSON")
+            return
+        if not isinstance(body, dict):
+            self._error(400, "request body must be a JSON object")
+            return
+        self.server.fake._record(body)
+        if self._authorized() and self._model_ok(body):
+            self._answer(body, *self.server.fake._next_behavior())
+
+    def _model_ok(self, body: dict[str, Any]) -> bool:
+        wanted = self.server.fake.model
+        if wanted is None or body.get("model") == wanted:
+            return True
+        self._error(404, f"The model `{body.get('model')}` does not exist.")
+        return False
+
+    def _answer(self, body: dict[str, Any], name: str, params: dict[str, Any]) -> None:
+        if name == "status":
+            status = int(params.get("status", 500))
+            headers = {}
+            if params.get("retry_after") is not None:
+                headers["Retry-After"] = str(params["retry_after"])
+            self._error(status, params.get("message", f"fake failure {status}"), headers)
+            return
+        if name == "slow" and self.server.fake._wake.wait(float(params.get("delay", 5.0))):
+            self.close_connection = True  # stopped while waiting: drop the connection
+            return
+        content, reasoning = _reply(body, name, params)
+        self._send_json(200, _completion(body, content, reasoning))
+
+
+def _messages_text(body: dict[str, Any], role: str | None = None) -> str:
+    parts = []
+    for message in body.get("messages") or []:
+        if isinstance(message, dict) and (role is None or message.get("role") == role):
+            content = message.get("content")
+            parts.append(content if isinstance(content, str) else json.dumps(content))
+    return "\n".join(parts)
+
+
+def _reply(body: dict[str, Any], name: str, params: dict[str, Any]) -> tuple[str, str | None]:
+    user = _messages_text(body, "user")
+    chinese = bool(_CJK.search(_messages_text(body)))
+    words = prompt_keywords(user)
+    caption = chinese_caption(words) if chinese else english_caption(words)
+    replies: dict[str, tuple[str, str | None]] = {
+        "normal": (caption, None),
+        "slow": (caption, None),
+        "think_tags": (f"<think>\n{REASONING}\n</think>\n\n{caption}", None),
+        "reasoning_field": (caption, REASONING),
+        "reasoning_only": ("", caption),
+        "lone_close_think": (f"{REASONING}\n</think>\n\n{caption}", None),
+        "echo": (user, None),
+        "empty": ("", None),
+        "wrong_language": (english_caption(words) if chinese else chinese_caption(words), None),
+        "content": (str(params.get("text", "")), params.get("reasoning")),
+    }
+    return replies[name]
+
+
+def _completion(body: dict[str, Any], content: str, reasoning: str | None) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if reasoning is not None:
+        message["reasoning_content"] = reasoning
+    tokens = len(content.split()) + 1
+    return {
+        "id": f"chatcmpl-fake-{time.monotonic_ns()}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body.get("model") or DEFAULT_MODEL,
+        "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 10, "completion_tokens": tokens, "total_tokens": 10 + tokens},
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Fake OpenAI-compatible chat server.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="'any' accepts every name")
+    parser.add_argument("--behavior", default="normal", choices=sorted(BEHAVIORS))
+    parser.add_argument("--verbose", action="store_true", help="log every request")
+    args = parser.parse_args(argv)
+    fake = FakeOpenAI(
+        host=args.host,
+        port=args.port,
+        model=None if args.model == "any" else args.model,
+        verbose=args.verbose,
+    )
+    fake.set_behavior(args.behavior)
+    with fake:
+        print(f"fake OpenAI server at {fake.base_url} (model {args.model}); Ctrl-C stops it")
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            print("stopping")
+
+
+if __name__ == "__main__":
+    main()

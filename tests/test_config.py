@@ -43,7 +43,11 @@ def test_bad_values_name_the_key(raw: dict, message: str) -> None:
 def test_types_are_converted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PHOTO_HOME", str(tmp_path))
     cfg = config_from_dict(
-        {"index_path": "$PHOTO_HOME/i.db", "llm": {"timeout": 5}, "tagging": {"extra_labels": ["x"]}}
+        {
+            "index_path": "$PHOTO_HOME/i.db",
+            "llm": {"timeout": 5},
+            "tagging": {"extra_labels": ["x"]},
+        }
     )
     assert cfg.index_path == tmp_path / "i.db"
     assert cfg.llm.timeout == 5.0 and isinstance(cfg.llm.timeout, float)

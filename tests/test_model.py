@@ -64,7 +64,10 @@ def test_cli_scan_without_weights_stops_with_one_clear_line(tmp_path: Path) -> N
     env = {"HF_HUB_OFFLINE": "1", "HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
     proc = subprocess.run(
         [sys.executable, "-m", "photoscribe", "scan", str(tmp_path / "photos")],
-        capture_output=True, text=True, env=env, timeout=120,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     assert proc.returncode == 3
     assert "Traceback" not in proc.stderr

@@ -86,6 +86,10 @@ class PhotoStore:
         with self._lock:
             return [_row(r) for r in self._conn.execute(sql, params).fetchall()]
 
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
     # -- reads ---------------------------------------------------------------
     def by_path(self, path: Path) -> PhotoRow | None:
         return self._one(f"SELECT {COLUMNS} FROM photos WHERE path = ?", (str(path),))

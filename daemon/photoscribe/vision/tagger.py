@@ -85,10 +85,9 @@ class Tagger:
     def _one(self, image: np.ndarray) -> Tagging:
         probs = softmax(self.encoder.logit_scale() * (self.label_matrix() @ image))
         order = np.argsort(-probs)[: self.cfg.top_k]
-        floor = self.cfg.min_score
-        keywords = tuple(
-            Keyword(self.labels[i], float(probs[i])) for i in order if probs[i] >= floor
-        )
+        # The best label is always kept, so every photo gets at least one keyword.
+        keep = [i for rank, i in enumerate(order) if rank == 0 or probs[i] >= self.cfg.min_score]
+        keywords = tuple(Keyword(self.labels[i], float(probs[i])) for i in keep)
         embedding = image.astype("<f2").tobytes()
         return Tagging(keywords=keywords, embedding=embedding, model=self.encoder.model_id)
 

@@ -1,0 +1,153 @@
+"""The `photoscribe` command line. One place maps errors to messages and exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from photoscribe import __version__
+from photoscribe.config import Config, load_config
+from photoscribe.errors import PhotoscribeError
+from photoscribe.fsutil import display
+from photoscribe.records import State, Summary
+
+log = logging.getLogger("photoscribe")
+MAX_FAILURES_SHOWN = 20
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="photoscribe",
+        description="Describe photos with CLIP + an LLM and write the result into the photos.",
+    )
+    p.add_argument("--version", action="version", version=f"photoscribe {__version__}")
+    p.add_argument(
+        "-c",
+        "--config",
+        type=Path,
+        help="config file (default: $PHOTOSCRIBE_CONFIG or ~/.config/photoscribe/config.yaml)",
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    scan = sub.add_parser("scan", help="tag, caption, write and index the photos under PATHs")
+    scan.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    scan.add_argument("--force", action="store_true", help="re-tag photos already done")
+    scan.add_argument("--no-caption", action="store_true", help="keywords only, no LLM calls")
+    scan.set_defaults(func=cmd_scan)
+
+    search = sub.add_parser("search", help="find photos by caption, keywords and CLIP similarity")
+    search.add_argument("text")
+    search.add_argument("-n", "--limit", type=int, help="at most this many results")
+    search.add_argument(
+        "--text-only", action="store_true", help="full-text only: no CLIP model is loaded (fast)"
+    )
+    search.add_argument("--json", action="store_true", help="machine-readable output")
+    search.set_defaults(func=cmd_search)
+
+    status = sub.add_parser("status", help="counts by state and the last failures")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(func=cmd_status)
+    return p
+
+
+def cmd_scan(config: Config, args: argparse.Namespace) -> int:
+    from photoscribe.progress import Progress
+    from photoscribe.service import scan
+
+    summary = scan(
+        config, args.paths, progress=Progress(), force=args.force, captions=not args.no_caption
+    )
+    print_summary(summary)
+    return 1 if summary.failed else 0
+
+
+def print_summary(s: Summary, out=sys.stdout) -> None:
+    total = s.tagged + s.skipped + s.failed
+    out.write(
+        f"{total} photos: {s.tagged} tagged, {s.skipped} skipped (already done), "
+        f"{s.failed} failed; {s.captioned} captions written, "
+        f"{s.waiting} waiting for the LLM\n"
+    )
+    for path, reason in s.failures[:MAX_FAILURES_SHOWN]:
+        out.write(f"  failed: {display(path)}: {reason}\n")
+    if len(s.failures) > MAX_FAILURES_SHOWN:
+        out.write(f"  … and {len(s.failures) - MAX_FAILURES_SHOWN} more (photoscribe status)\n")
+    if s.waiting:
+        out.write("  captions will be added by the next `photoscribe scan` once the LLM answers\n")
+
+
+def cmd_search(config: Config, args: argparse.Namespace) -> int:
+    from photoscribe.service import run_search
+
+    limit = args.limit or config.search.limit
+    hits = run_search(config, args.text, limit=limit, use_clip=not args.text_only)
+    if args.json:
+        json.dump([h.as_json() for h in hits], sys.stdout, ensure_ascii=False, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    for hit in hits:
+        keywords = ", ".join(hit.keywords)
+        print(f"{display(hit.path)}\n    {hit.caption or '(no caption yet)'}\n    [{keywords}]")
+    if not hits:
+        print("no matches", file=sys.stderr)
+    return 0
+
+
+def cmd_status(config: Config, args: argparse.Namespace) -> int:
+    from photoscribe.store import open_store
+
+    store = open_store(config.index_path, readonly=True)
+    counts = store.counts()
+    failures = store.last_failures(10)
+    if args.json:
+        json.dump(
+            {
+                "index": str(config.index_path),
+                "counts": {s.value: n for s, n in counts.items()},
+                "last_failures": [{"path": str(r.path), "reason": r.error} for r in failures],
+            },
+            sys.stdout,
+            ensure_ascii=False,
+            indent=2,
+        )
+        sys.stdout.write("\n")
+        return 0
+    print(f"index: {config.index_path}")
+    print(f"  done (keywords + caption): {counts[State.DONE]}")
+    print(f"  keywords, waiting for a caption: {counts[State.NEEDS_CAPTION]}")
+    print(f"  failed: {counts[State.FAILED]}")
+    for row in failures:
+        print(f"    {display(row.path)}: {row.error}")
+    return 0
+
+
+def setup_logging(verbose: bool) -> None:
+    level = logging.DEBUG if verbose else logging.INFO
+    fmt = "%(levelname)s %(name)s: %(message)s"
+    if not os.environ.get("JOURNAL_STREAM"):
+        fmt = "%(asctime)s " + fmt
+    logging.basicConfig(level=level, format=fmt, stream=sys.stderr)
+    for noisy in ("httpx", "openai", "urllib3", "huggingface_hub", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    try:
+        config = load_config(args.config, explicit=args.config is not None)
+        if not args.verbose:
+            logging.getLogger().setLevel(config.log_level.upper())
+        return args.func(config, args)
+    except PhotoscribeError as exc:
+        print(f"photoscribe: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("photoscribe: interrupted", file=sys.stderr)
+        return 130

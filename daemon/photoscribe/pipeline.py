@@ -1,0 +1,262 @@
+"""The scan pipeline: decide → load (pool) → tag (batches) → caption (pool) → write.
+
+One photo's failure is recorded and the rest go on. The main thread owns the
+model; decoding runs in a small thread pool (PIL releases the GIL), captions in
+another, and one writer thread does every file and index write.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from photoscribe.captioning import CaptionStage
+from photoscribe.contenthash import content_hash
+from photoscribe.errors import DecodeError, PhotoError
+from photoscribe.fsutil import display, file_stat
+from photoscribe.progress import Progress
+from photoscribe.records import FileStat, State, Summary, Tagging
+from photoscribe.store import PhotoRow, PhotoStore
+from photoscribe.writing import CaptionJob, TaggedJob, Writer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Loaded:
+    path: Path
+    content_hash: str
+    tensor: Any
+
+
+@dataclass(frozen=True)
+class Known:
+    """Same pixels as a photo already in the index: reuse its tags, no inference."""
+
+    path: Path
+    stat: FileStat
+    content_hash: str
+    row: PhotoRow
+
+
+@dataclass(frozen=True)
+class Failed:
+    path: Path
+    stat: FileStat | None
+    reason: str
+
+
+class Pipeline:
+    def __init__(
+        self,
+        store: PhotoStore,
+        tagger: Any,  # vision.Tagger (lazy model inside)
+        captions: CaptionStage,
+        writer_factory: Callable[[Callable[[Path, str, str | None], None]], Writer],
+        progress: Progress,
+        *,
+        batch_size: int,
+        decode_workers: int,
+        force: bool = False,
+    ) -> None:
+        self.store = store
+        self.tagger = tagger
+        self.captions = captions
+        self.progress = progress
+        self.batch_size = batch_size
+        self.decode_workers = decode_workers
+        self.force = force
+        self.summary = Summary()
+        self._lock = threading.Lock()
+        self._writer = writer_factory(self._report)
+
+    # -- outcomes ------------------------------------------------------------
+    def _report(self, path: Path, outcome: str, reason: str | None) -> None:
+        with self._lock:
+            s = self.summary
+            if outcome == "failed":
+                s.fail(path, reason or "unknown error")
+                log.warning("failed: %s: %s", display(path), reason)
+            elif outcome in ("tagged", "tagged+caption"):
+                s.tagged += 1
+                s.captioned += outcome == "tagged+caption"
+            elif outcome == "captioned":
+                s.captioned += 1
+            elif outcome == "skipped":
+                s.skipped += 1
+            self.progress.advance(outcome, path)
+
+    def _fail(self, path: Path, stat: FileStat | None, reason: str) -> None:
+        self.store.save_failure(path, stat, reason)
+        self._report(path, "failed", reason)
+
+    # -- the run ---------------------------------------------------------------
+    def run(self, paths: Sequence[Path]) -> Summary:
+        """Process ``paths``; returns counts. Every photo ends written, skipped or failed."""
+        self.progress.start(len(paths), "photos")
+        try:
+            todo = [p for p in paths if self._needs_work(p)]
+            if todo:
+                self._process(todo)
+            self.captions.drain()
+            self._writer.flush()
+            self._fill_captions(paths)
+            self.captions.drain()
+            self._writer.flush()
+        finally:
+            self.captions.close()
+            self._writer.close()
+            self.progress.finish()
+        self.summary.waiting = self._count_waiting(paths)
+        return self.summary
+
+    def _count_waiting(self, paths: Sequence[Path]) -> int:
+        wanted = set(paths)
+        rows = self.store.needing_caption(self.tagger.encoder.model_id)
+        return sum(1 for r in rows if r.path in wanted)
+
+    def _needs_work(self, path: Path) -> bool:
+        """Cheap decision from the file's stat and the index; no file read."""
+        if not _valid_name(path):
+            self._fail(path, None, "the file name is not valid UTF-8; rename the file")
+            return False
+        try:
+            stat = file_stat(path)
+        except OSError as exc:
+            self._fail(path, None, f"cannot read the file: {exc.strerror}")
+            return False
+        row = self.store.by_path(path)
+        if self.force or row is None or not row.same_file(stat):
+            return True
+        if row.state is State.FAILED or row.model == self.tagger.encoder.model_id:
+            self._report(path, "skipped", None)
+            return False
+        return True
+
+    def _process(self, todo: list[Path]) -> None:
+        with ThreadPoolExecutor(self.decode_workers, thread_name_prefix="decode") as pool:
+            batch: list[Loaded] = []
+            for item in self._loaded(pool, todo):
+                if isinstance(item, Loaded):
+                    batch.append(item)
+                    if len(batch) >= self.batch_size:
+                        self._tag(batch)
+                        batch = []
+                elif isinstance(item, Known):
+                    self._reuse(item)
+                else:
+                    self._fail(item.path, item.stat, item.reason)
+            if batch:
+                self._tag(batch)
+
+    def _loaded(self, pool: ThreadPoolExecutor, todo: list[Path]) -> Iterator[Any]:
+        """Load results in order, keeping two batches of reads in flight."""
+        window: deque[Future[Any]] = deque()
+        ahead = max(2 * self.batch_size, self.decode_workers)
+        for path in todo:
+            window.append(pool.submit(self._load, path))
+            if len(window) >= ahead:
+                yield window.popleft().result()
+        while window:
+            yield window.popleft().result()
+
+    def _load(self, path: Path) -> Loaded | Known | Failed:
+        stat: FileStat | None = None
+        try:
+            stat = file_stat(path)
+            data = path.read_bytes()
+            digest = content_hash(data)
+            if not self.force:
+                known = self.store.by_hash(digest, self.tagger.encoder.model_id)
+                if known:
+                    return Known(path, stat, digest, _prefer_same_path(known, path))
+            tensor = self._prepare(data)
+            return Loaded(path, digest, tensor)
+        except PhotoError as exc:
+            return Failed(path, stat, str(exc))
+        except OSError as exc:
+            return Failed(path, stat, f"cannot read the file: {exc.strerror or exc}")
+
+    def _prepare(self, data: bytes) -> Any:
+        from photoscribe.vision import prepare
+
+        encoder = self.tagger.encoder
+        try:
+            return prepare(data, encoder.preprocess(), encoder.input_size())
+        except DecodeError:
+            raise
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise DecodeError(f"the image cannot be prepared for the model ({exc})") from exc
+
+    # -- tagging and reuse ---------------------------------------------------------
+    def _tag(self, batch: list[Loaded]) -> None:
+        taggings = self.tagger.tag([item.tensor for item in batch])
+        for item, tagging in zip(batch, taggings, strict=True):
+            self._caption_then_write(item.path, item.content_hash, tagging)
+
+    def _caption_then_write(self, path: Path, digest: str, tagging: Tagging) -> None:
+        def done(caption: str | None, reason: str | None) -> None:
+            self._writer.put(TaggedJob(path, digest, tagging, caption, reason))
+
+        if not self.captions.offer(tagging.keywords, done):
+            self._writer.put(TaggedJob(path, digest, tagging, None))
+
+    def _reuse(self, item: Known) -> None:
+        row = item.row
+        if row.path == item.path:
+            self.store.touch(row.id, item.stat)  # only metadata changed, e.g. another tool
+            self._report(item.path, "skipped", None)
+            return
+        if not row.path.exists():
+            self.store.move(row.id, item.path, item.stat)  # the photo was moved or renamed
+            self._report(item.path, "skipped", None)
+            return
+        tagging = Tagging(row.keywords, self.store.embedding_of(row.id), row.model or "")
+        if row.caption:
+            self._writer.put(TaggedJob(item.path, item.content_hash, tagging, row.caption))
+        else:
+            self._caption_then_write(item.path, item.content_hash, tagging)
+
+    # -- captions for photos that have keywords but no caption yet -------------------
+    def _fill_captions(self, roots: Sequence[Path]) -> None:
+        wanted = set(roots)
+        rows = [
+            r for r in self.store.needing_caption(self.tagger.encoder.model_id) if r.path in wanted
+        ]
+        if not rows or not self.captions.available:
+            return
+        log.info("writing captions for %d photos that have keywords only", len(rows))
+        self.progress.start(len(rows), "captions")
+        for row in rows:
+            if not self._submit_caption(row):
+                log.warning("the LLM is unavailable; %d captions wait for the next run", len(rows))
+                return
+
+    def _submit_caption(self, row: PhotoRow) -> bool:
+        def done(caption: str | None, reason: str | None) -> None:
+            if caption is None:
+                self.store.note_caption_problem(row.id, reason or "no caption")
+                self.progress.advance("waiting", row.path)
+                return
+            tagging = Tagging(row.keywords, b"", row.model or "")
+            self._writer.put(CaptionJob(row.id, row.path, row.content_hash or "", tagging, caption))
+
+        return self.captions.submit(row.keywords, done)
+
+
+def _prefer_same_path(rows: list[PhotoRow], path: Path) -> PhotoRow:
+    return next((r for r in rows if r.path == path), rows[0])
+
+
+def _valid_name(path: Path) -> bool:
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

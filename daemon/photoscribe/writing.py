@@ -1,0 +1,131 @@
+"""The single writer: metadata into the photo (atomically), then the index row."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from photoscribe.errors import PhotoChangedError, PhotoError
+from photoscribe.fsutil import display, file_stat
+from photoscribe.records import Annotation, FileStat, Tagging, WriteOutcome
+from photoscribe.store import PhotoStore
+
+log = logging.getLogger(__name__)
+
+WriteFn = Callable[..., WriteOutcome]  # metadata.write_annotation
+
+
+@dataclass(frozen=True)
+class TaggedJob:
+    """A photo that was tagged (or reused another copy's tags); caption may be None."""
+
+    path: Path
+    content_hash: str
+    tagging: Tagging
+    caption: str | None
+    note: str | None = None  # why there is no caption
+
+
+@dataclass(frozen=True)
+class CaptionJob:
+    """A caption that arrived later for a photo whose keywords are already written."""
+
+    row_id: int
+    path: Path
+    content_hash: str
+    tagging: Tagging
+    caption: str
+
+
+Job = TaggedJob | CaptionJob
+# report(path, outcome, reason): outcome is "tagged", "tagged+caption", "captioned" or "failed"
+Report = Callable[[Path, str, str | None], None]
+
+
+class Writer:
+    """Owns all writes: one thread, so files and the index never race each other."""
+
+    def __init__(
+        self,
+        store: PhotoStore,
+        write_fn: WriteFn | None,
+        report: Report,
+        *,
+        overwrite_description: bool = False,
+    ) -> None:
+        self.store = store
+        self.write_fn = write_fn  # None: index only, photos are never touched
+        self.report = report
+        self.overwrite_description = overwrite_description
+        self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=256)
+        self._thread = threading.Thread(target=self._loop, name="writer", daemon=True)
+        self._thread.start()
+
+    def put(self, job: Job) -> None:
+        self._queue.put(job)
+
+    def flush(self) -> None:
+        """Wait until every job queued so far is written."""
+        self._queue.join()
+
+    def close(self) -> None:
+        """Finish every queued write, then stop."""
+        self._queue.put(None)
+        self._thread.join()
+
+    def _loop(self) -> None:
+        while (job := self._queue.get()) is not None:
+            try:
+                self._handle(job)
+            except Exception as exc:  # never lose the writer to one bad photo
+                log.exception("unexpected error writing %s", display(job.path))
+                self.report(job.path, "failed", f"internal error: {exc}")
+            finally:
+                self._queue.task_done()
+        self._queue.task_done()
+
+    def _handle(self, job: Job) -> None:
+        try:
+            stat = self._write_file(job)
+        except PhotoChangedError as exc:
+            self.store.save_failure(job.path, None, str(exc))  # stat unknown → retried
+            self.report(job.path, "failed", str(exc))
+            return
+        except PhotoError as exc:
+            self.store.save_failure(job.path, _stat_or_none(job.path), str(exc))
+            self.report(job.path, "failed", str(exc))
+            return
+        if isinstance(job, CaptionJob):
+            self.store.save_caption(job.row_id, job.caption, stat)
+            self.report(job.path, "captioned", None)
+            return
+        self.store.save_tagged(job.path, stat, job.content_hash, job.tagging, job.caption)
+        self.report(job.path, "tagged+caption" if job.caption else "tagged", job.note)
+
+    def _write_file(self, job: Job) -> FileStat | None:
+        if self.write_fn is None:
+            return _stat_or_none(job.path)
+        annotation = Annotation(
+            keywords=tuple(k.label for k in job.tagging.keywords),
+            description=job.caption,
+            model=job.tagging.model,
+            content_hash=job.content_hash,
+        )
+        outcome = self.write_fn(
+            job.path,
+            annotation,
+            expected_hash=job.content_hash,
+            overwrite_description=self.overwrite_description,
+        )
+        return outcome.stat or _stat_or_none(job.path)
+
+
+def _stat_or_none(path: Path) -> FileStat | None:
+    try:
+        return file_stat(path)
+    except OSError:
+        return None

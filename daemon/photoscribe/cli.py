@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TextIO
 
 from photoscribe import __version__
 from photoscribe.config import Config, load_config
@@ -67,7 +68,8 @@ def cmd_scan(config: Config, args: argparse.Namespace) -> int:
     return 1 if summary.failed else 0
 
 
-def print_summary(s: Summary, out=sys.stdout) -> None:
+def print_summary(s: Summary, out: TextIO | None = None) -> None:
+    out = out or sys.stdout
     total = s.tagged + s.skipped + s.failed
     out.write(
         f"{total} photos: {s.tagged} tagged, {s.skipped} skipped (already done), "

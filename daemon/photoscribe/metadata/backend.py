@@ -1,0 +1,167 @@
+"""The only module that imports pyexiv2: one photo held in memory, errors made ours.
+
+Works on ``pyexiv2.ImageData`` (bytes in, bytes out) and never on ``pyexiv2.Image(path)``,
+which rewrites the file in place without a temp file and fails on non-UTF-8 names.
+Every ``RuntimeError``/``UnicodeDecodeError``/``ValueError`` from pyexiv2 becomes a
+MetadataError naming the photo and the cause.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TypeVar
+
+import pyexiv2
+
+from photoscribe.errors import MetadataError
+from photoscribe.metadata.fields import NS_PREFIX, NS_URI, OWN_BAGS
+
+Value = str | list[str] | dict[str, str]
+T = TypeVar("T")
+
+# exiv2 logs warnings to fd 1 (not Python logging); level 3 mutes them but keeps errors,
+# which pyexiv2 turns into RuntimeError. Never 4: a broken XMP packet would then be
+# silently dropped on the next write.
+pyexiv2.set_log_level(3)
+pyexiv2.registerNs(NS_URI, NS_PREFIX)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Every EXIF, IPTC and XMP tag of a photo, as pyexiv2 reads them."""
+
+    values: dict[str, Value]
+    latin1: frozenset[str]  # IPTC keys whose bytes were not UTF-8 (decoded as Latin-1)
+
+
+@contextmanager
+def opened(data: bytes, where: str) -> Iterator[Photo]:
+    """The photo in ``data`` held by exiv2 until the block ends."""
+    photo = Photo(data, where)
+    try:
+        yield photo
+    finally:
+        photo.close()
+
+
+class Photo:
+    """One image in exiv2's memory; ``where`` names it in error messages."""
+
+    def __init__(self, data: bytes, where: str) -> None:
+        self.where = where
+        self._image = self._call("read", lambda: _ImageData(data))
+
+    def close(self) -> None:
+        self._call("release", self._image.close)
+
+    def snapshot(self) -> Snapshot:
+        exif, _ = self._call("read", lambda: _read_text(self._image.read_exif))
+        iptc, latin1 = self._call("read", lambda: _read_text(self._image.read_iptc))
+        xmp = self._call("read", self._image.read_xmp)
+        return Snapshot(values={**exif, **iptc, **xmp}, latin1=latin1)
+
+    def rewrite(self, changes: dict[str, Value | None]) -> bytes:
+        """Apply ``changes`` (key → value, None deletes) and return the new file's bytes."""
+        by_schema: dict[str, dict[str, Value | None]] = {"Exif": {}, "Iptc": {}, "Xmp": {}}
+        for key, value in changes.items():
+            by_schema[key.split(".", 1)[0]][key] = value
+        image = self._image
+        if by_schema["Exif"]:
+            self._call("write", lambda: image.modify_exif(by_schema["Exif"]))
+        if by_schema["Iptc"]:
+            self._call("write", lambda: image.modify_iptc(by_schema["Iptc"]))
+        if by_schema["Xmp"]:
+            self._call("write", lambda: image.modify_xmp(by_schema["Xmp"]))
+            # Re-parsing the packet makes exiv2 use each known property's registered array
+            # type (dc:subject → rdf:Bag instead of the rdf:Seq modify_xmp writes); our own
+            # properties are unknown to it, so their Seq is turned into a Bag by hand.
+            packet = self._call("read", image.read_raw_xmp)
+            self._call("write", lambda: image.modify_raw_xmp(seqs_to_bags(packet, OWN_BAGS)))
+        return self._call("write", image.get_bytes)
+
+    def _call(self, action: str, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except (RuntimeError, UnicodeDecodeError, ValueError) as exc:
+            raise MetadataError(
+                f"cannot {action} the metadata of {self.where}: {_cause(exc)}"
+            ) from exc
+
+
+class _ImageData(pyexiv2.ImageData):  # type: ignore[misc]
+    """pyexiv2.ImageData that frees its copy of the bytes when exiv2 rejects them.
+
+    pyexiv2 copies the data into a C buffer that only ``close()`` frees; when opening
+    fails there is no object to close, and every rejected file leaked its size.
+    """
+
+    def __init__(self, data: bytes) -> None:
+        try:
+            super().__init__(data)
+        except BaseException:
+            buffer = getattr(self, "buffer", None)
+            if buffer is not None:
+                buffer.destroy()
+            raise
+
+
+def seqs_to_bags(packet: str, qnames: tuple[str, ...]) -> str:
+    """Turn ``<q><rdf:Seq>…</rdf:Seq></q>`` into a Bag for each property ``q`` in ``qnames``.
+
+    Only applied to packets exiv2 itself serialised, whose layout is fixed.
+    """
+    for qname in qnames:
+        pattern = re.compile(
+            rf"(<{re.escape(qname)}>\s*<rdf:)Seq(>.*?</rdf:)Seq(>\s*</{re.escape(qname)}>)",
+            re.DOTALL,
+        )
+        packet = pattern.sub(r"\1Bag\2Bag\3", packet)
+    return packet
+
+
+def _read_text(reader: Callable[..., dict[str, Value]]) -> tuple[dict[str, Value], frozenset[str]]:
+    """Read as UTF-8; if some tag is not UTF-8, decode that tag (only) as Latin-1."""
+    try:
+        return reader(encoding="utf-8"), frozenset()
+    except UnicodeDecodeError:
+        raw = reader(encoding="latin-1")  # lossless: every byte maps to one character
+    values = {key: _redecode(value) for key, value in raw.items()}
+    latin1 = frozenset(key for key, value in raw.items() if not _all_utf8(value))
+    return values, latin1
+
+
+def _redecode(value: Value) -> Value:
+    if isinstance(value, list):
+        return [_utf8_or_latin1(item) for item in value]
+    if isinstance(value, dict):
+        return {lang: _utf8_or_latin1(text) for lang, text in value.items()}
+    return _utf8_or_latin1(value)
+
+
+def _utf8_or_latin1(text: str) -> str:
+    """``text`` was decoded as Latin-1: its bytes as UTF-8 if they are, else as they are."""
+    try:
+        return text.encode("latin-1").decode("utf-8")
+    except UnicodeDecodeError:
+        return text
+
+
+def _all_utf8(value: Value) -> bool:
+    items = _items(value)
+    return all(item.isascii() or _utf8_or_latin1(item) != item for item in items)
+
+
+def _items(value: Value) -> list[str]:
+    if isinstance(value, list):
+        return value
+    if isinstance(value, dict):
+        return list(value.values())
+    return [value]
+
+
+def _cause(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text.removeprefix("Caught Exiv2 exception: ")

@@ -1,0 +1,122 @@
+"""Read what a photo holds; write an annotation into it atomically, pixels untouched."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import photoscribe
+from photoscribe.contenthash import content_hash, sniff_format
+from photoscribe.errors import DecodeError, MetadataError, PhotoChangedError
+from photoscribe.fsutil import atomic_replace, display, file_stat
+from photoscribe.metadata import backend
+from photoscribe.metadata.fields import WRITABLE_SCHEMAS
+from photoscribe.metadata.merge import Existing, Plan, existing_from, plan
+from photoscribe.records import Annotation, FileStat, WriteOutcome
+
+FORMAT_NAMES = {"heif": "HEIF/AVIF"}
+
+
+def read_existing(data: bytes) -> Existing:
+    """The description and keywords the photo in ``data`` holds now."""
+    with backend.opened(data, "the photo") as photo:
+        return existing_from(photo.snapshot().values)
+
+
+def write_annotation(
+    path: Path,
+    ann: Annotation,
+    *,
+    expected_hash: str,
+    overwrite_description: bool = False,
+    dry_run: bool = False,
+) -> WriteOutcome:
+    """Merge ``ann`` into the photo at ``path`` and replace the file atomically.
+
+    Raises PhotoChangedError when the photo is not the one that was tagged
+    (``expected_hash``) or changes meanwhile, DecodeError when it is no readable
+    image, MetadataError when its metadata cannot be written. The file is untouched
+    whenever an error is raised, and when nothing would change (``changed=False``).
+    """
+    where = display(path)
+    before, data = _read(path, where)
+    fmt = _writable_format(data, expected_hash, where)
+    with backend.opened(data, where) as photo:
+        snapshot = photo.snapshot()
+        result = plan(
+            snapshot.values,
+            snapshot.latin1,
+            ann,
+            schemas=WRITABLE_SCHEMAS[fmt],
+            overwrite_description=overwrite_description,
+            provenance=_provenance(),
+        )
+        if not result.changes or dry_run:
+            stat = None if dry_run else before
+            return _outcome(result, changed=bool(result.changes), stat=stat)
+        new_data = photo.rewrite(result.changes)
+    _check_pixels_kept(new_data, expected_hash, where)
+    try:
+        stat = atomic_replace(path, new_data, before)
+    except OSError as exc:
+        raise MetadataError(f"cannot write {where}: {exc.strerror or exc}") from exc
+    return _outcome(result, changed=True, stat=stat)
+
+
+def _read(path: Path, where: str) -> tuple[FileStat, bytes]:
+    """The file's identity, then its bytes; PhotoChangedError if they disagree."""
+    try:
+        before = file_stat(path)
+        data = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise PhotoChangedError(f"{where} disappeared before its metadata was written") from exc
+    except OSError as exc:
+        raise MetadataError(f"cannot read {where}: {exc.strerror or exc}") from exc
+    if len(data) != before.size:
+        raise PhotoChangedError(f"{where} is being changed by another program; retry later")
+    return before, data
+
+
+def _writable_format(data: bytes, expected_hash: str, where: str) -> str:
+    """The container of ``data`` after checking it is the tagged photo and writable."""
+    fmt = sniff_format(data)
+    if fmt == "heif":
+        raise MetadataError(
+            f"{where}: metadata cannot be written into HEIF/AVIF files (read-only in exiv2)"
+        )
+    try:
+        digest = content_hash(data)
+    except DecodeError as exc:
+        raise DecodeError(f"{where}: {exc}") from exc
+    if fmt not in WRITABLE_SCHEMAS:
+        raise MetadataError(
+            f"{where}: metadata can only be written into JPEG, PNG, TIFF and WebP files"
+        )
+    if fmt != "tiff" and not digest.startswith(f"{fmt}:"):
+        raise MetadataError(f"{where}: the {fmt.upper()} structure is damaged; not writing")
+    if digest != expected_hash:
+        raise PhotoChangedError(
+            f"{where}: the image changed since it was tagged; it will be tagged again"
+        )
+    return fmt
+
+
+def _check_pixels_kept(new_data: bytes, expected_hash: str, where: str) -> None:
+    try:
+        digest = content_hash(new_data)
+    except DecodeError as exc:
+        raise MetadataError(f"{where}: writing metadata would damage the image: {exc}") from exc
+    if digest != expected_hash:
+        raise MetadataError(f"{where}: writing metadata would change the image data; not writing")
+
+
+def _provenance() -> dict[str, str]:
+    """Written along with every change, never a reason to write by itself."""
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {"version": photoscribe.__version__, "time": now}
+
+
+def _outcome(result: Plan, *, changed: bool, stat: FileStat | None) -> WriteOutcome:
+    return WriteOutcome(
+        changed=changed, stat=stat, keywords=result.keywords, description=result.description
+    )

@@ -1,0 +1,280 @@
+"""`photoscribe scan` end to end: tiny trained CLIP, real files, exiftool, a real HTTP LLM."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from photoscribe.cli import main
+from photoscribe.records import State
+from photoscribe.store import open_store
+
+from conftest import tiny_config_dict
+from fixtures.synthetic import draw_shape
+
+SHAPES = [  # (file name, colour, shape, PIL format options)
+    ("red_circle.jpg", "red", "circle", {"quality": 92}),
+    ("blue_square.png", "blue", "square", {}),
+    ("green_triangle.tif", "green", "triangle", {"compression": "tiff_lzw"}),
+    ("yellow_circle.webp", "yellow", "circle", {"quality": 90}),
+]
+
+
+def exif_json(path: Path) -> dict:
+    out = subprocess.run(
+        ["exiftool", "-j", "-G1", "-a", "-struct", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout)[0]
+
+
+def as_list(value) -> list:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def pixels(path: Path) -> np.ndarray:
+    with Image.open(path) as img:
+        return np.asarray(img.convert("RGB"))
+
+
+def dead_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> Path:
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    for i, (name, colour, shape, opts) in enumerate(SHAPES):
+        target = folder / ("sub" if i % 2 else "") / name
+        draw_shape(colour, shape, size=(640, 480), seed=1000 + i).save(target, **opts)
+    return folder
+
+
+def all_photos(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file())
+
+
+class Run:
+    """Runs the real CLI in-process with a config file."""
+
+    def __init__(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        self.tmp_path = tmp_path
+        self.capsys = capsys
+        self.config_path = tmp_path / "config.yaml"
+
+    def configure(self, base_url: str, **sections: dict) -> None:
+        raw = tiny_config_dict(self.tmp_path, base_url)
+        for name, values in sections.items():
+            raw.setdefault(name, {}).update(values)
+        self.config_path.write_text(yaml.safe_dump(raw))
+
+    def __call__(self, *args: str) -> tuple[int, str, str]:
+        self.capsys.readouterr()
+        code = main(["-c", str(self.config_path), *args])
+        out, err = self.capsys.readouterr()
+        return code, out, err
+
+    def store(self):
+        return open_store(self.tmp_path / "state" / "index.sqlite3", readonly=True)
+
+
+@pytest.fixture
+def run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Run:
+    return Run(tmp_path, capsys)
+
+
+def test_scan_tags_captions_writes_and_indexes(photos: Path, run: Run, fake_llm) -> None:
+    run.configure(fake_llm.base_url)
+    before = {p: pixels(p) for p in all_photos(photos)}
+    code, out, err = run("scan", str(photos))
+    assert code == 0, out + err
+    assert "4 photos: 4 tagged, 0 skipped (already done), 0 failed; 4 captions written" in out
+    for name, colour, shape, _ in SHAPES:
+        path = next(photos.rglob(name))
+        meta = exif_json(path)
+        subjects = as_list(meta.get("XMP-dc:Subject"))
+        assert subjects[:2] and {colour, shape} <= set(subjects), (name, subjects)
+        description = meta["XMP-dc:Description"]
+        assert description and "<think>" not in description
+        assert meta["IFD0:ImageDescription"] == description
+        if path.suffix in (".jpg", ".tif"):
+            assert {colour, shape} <= set(as_list(meta["IPTC:Keywords"]))
+            assert meta["IPTC:CodedCharacterSet"] == "UTF8"
+        assert np.array_equal(pixels(path), before[path]), f"pixels changed in {name}"
+    store = run.store()
+    assert store.counts()[State.DONE] == 4
+    row = store.by_path(next(photos.rglob("red_circle.jpg")))
+    assert [k.label for k in row.keywords][:2] in (["red", "circle"], ["circle", "red"])
+    assert len(store.embedding_of(row.id)) > 0
+
+
+def test_second_scan_processes_nothing(photos: Path, run: Run, fake_llm) -> None:
+    run.configure(fake_llm.base_url)
+    assert run("scan", str(photos))[0] == 0
+    requests = len(fake_llm.requests)
+    mtimes = {p: p.stat().st_mtime_ns for p in all_photos(photos)}
+    code, out, _ = run("scan", str(photos))
+    assert code == 0
+    assert "0 tagged, 4 skipped" in out
+    assert len(fake_llm.requests) == requests
+    assert {p: p.stat().st_mtime_ns for p in all_photos(photos)} == mtimes
+
+
+def test_bad_files_are_recorded_and_the_rest_completes(photos: Path, run: Run, fake_llm) -> None:
+    good = (photos / "red_circle.jpg").read_bytes()
+    bad = {
+        "corrupt.jpg": good[:2] + bytes(range(256)) * 40,
+        "empty.jpg": b"",
+        "notes.jpg": b"this is a text file, not a photo\n",
+        "truncated.jpg": good[: len(good) // 3],
+    }
+    for name, data in bad.items():
+        (photos / name).write_bytes(data)
+    run.configure(fake_llm.base_url)
+    code, out, _ = run("scan", str(photos))
+    assert code == 1
+    assert "4 tagged" in out and "4 failed" in out
+    for name, data in bad.items():
+        assert (photos / name).read_bytes() == data, f"{name} was modified"
+    assert "empty (0 bytes)" in out
+    assert "not an image file" in out
+    store = run.store()
+    reasons = {r.path.name: r.error for r in store.last_failures()}
+    assert set(reasons) == set(bad)
+    assert all(reasons.values())
+    code, out, _ = run("status")
+    assert code == 0 and "failed: 4" in out and "empty.jpg" in out
+    assert "0 tagged, 8 skipped" in run("scan", str(photos))[1]
+
+
+def test_llm_down_keeps_keywords_then_next_scan_fills_captions(
+    photos: Path, run: Run, fake_llm
+) -> None:
+    run.configure(f"http://127.0.0.1:{dead_port()}/v1", llm={"timeout": 1.0})
+    code, out, _ = run("scan", str(photos))
+    assert code == 0
+    assert "4 tagged" in out and "4 waiting for the LLM" in out
+    red = photos / "red_circle.jpg"
+    meta = exif_json(red)
+    assert {"red", "circle"} <= set(as_list(meta["XMP-dc:Subject"]))
+    assert "XMP-dc:Description" not in meta
+    assert run.store().counts()[State.NEEDS_CAPTION] == 4
+
+    run.configure(fake_llm.base_url)
+    code, out, _ = run("scan", str(photos))
+    assert code == 0
+    assert "0 tagged, 4 skipped" in out and "4 captions written, 0 waiting" in out
+    assert exif_json(red)["XMP-dc:Description"]
+    assert run.store().counts()[State.DONE] == 4
+
+
+@pytest.mark.parametrize("fault", ["status500", "slow"])
+def test_failing_llm_server_never_fails_the_photo(photos: Path, run: Run, fake_llm, fault) -> None:
+    if fault == "status500":
+        fake_llm.set_behavior("status", status=500)
+    else:
+        fake_llm.set_behavior("slow", delay=3.0)
+    run.configure(fake_llm.base_url, llm={"timeout": 0.5, "retries": 1})
+    code, out, _ = run("scan", str(photos))
+    assert code == 0
+    assert "4 tagged" in out and "4 waiting for the LLM" in out
+    assert run.store().counts()[State.NEEDS_CAPTION] == 4
+
+
+def test_thinking_and_language(photos: Path, run: Run, fake_llm) -> None:
+    fake_llm.set_behavior("think_tags")
+    run.configure(fake_llm.base_url, llm={"language": "zh"})
+    assert run("scan", str(photos / "red_circle.jpg"))[0] == 0
+    description = exif_json(photos / "red_circle.jpg")["XMP-dc:Description"]
+    assert "think" not in description.lower()
+    assert any("\u4e00" <= ch <= "\u9fff" for ch in description), description
+    body = fake_llm.requests[-1]
+    assert body["chat_template_kwargs"]["enable_thinking"] is False
+
+
+def test_user_metadata_survives(photos: Path, run: Run, fake_llm) -> None:
+    red = photos / "red_circle.jpg"
+    subprocess.run(
+        [
+            "exiftool",
+            "-q",
+            "-overwrite_original",
+            "-XMP-dc:Subject=Holiday 2024",
+            "-IPTC:Keywords=Holiday 2024",
+            "-Make=Nikon",
+            "-Model=D2H",
+            "-DateTimeOriginal=2024:07:01 12:00:00",
+            "-GPSLatitude=48.85",
+            "-GPSLatitudeRef=N",
+            "-GPSLongitude=2.35",
+            "-GPSLongitudeRef=E",
+            str(red),
+        ],
+        check=True,
+    )
+    run.configure(fake_llm.base_url)
+    assert run("scan", str(red))[0] == 0
+    meta = exif_json(red)
+    assert "Holiday 2024" in as_list(meta["XMP-dc:Subject"])
+    assert "Holiday 2024" in as_list(meta["IPTC:Keywords"])
+    assert {"red", "circle"} <= set(as_list(meta["XMP-dc:Subject"]))
+    assert meta["IFD0:Make"] == "Nikon" and meta["IFD0:Model"] == "D2H"
+    assert meta["ExifIFD:DateTimeOriginal"] == "2024:07:01 12:00:00"
+    assert meta["GPS:GPSLatitudeRef"] == "North"
+
+
+def test_search_finds_by_text_and_by_clip(photos: Path, run: Run, fake_llm) -> None:
+    run.configure(fake_llm.base_url)
+    assert run("scan", str(photos))[0] == 0
+    code, out, _ = run("search", "triangle", "--json")
+    assert code == 0
+    hits = json.loads(out)
+    assert hits[0]["path"].endswith("green_triangle.tif")
+    assert "text" in hits[0]["matched_by"]
+    code, out, _ = run("search", "a photo of a blue square.", "--json", "-n", "1")
+    hits = json.loads(out)
+    assert len(hits) == 1 and hits[0]["path"].endswith("blue_square.png")
+    code, out, _ = run("search", "triangle", "--text-only")
+    assert "green_triangle.tif" in out
+
+
+def test_moved_photo_keeps_its_row_without_retagging(photos: Path, run: Run, fake_llm) -> None:
+    run.configure(fake_llm.base_url)
+    assert run("scan", str(photos))[0] == 0
+    old = photos / "red_circle.jpg"
+    row_id = run.store().by_path(old).id
+    requests = len(fake_llm.requests)
+    new = photos / "sub" / "renamed.jpg"
+    shutil.move(old, new)
+    code, out, _ = run("scan", str(photos))
+    assert code == 0 and "0 tagged" in out
+    assert run.store().by_path(new).id == row_id
+    assert run.store().by_path(old) is None
+    assert len(fake_llm.requests) == requests
+
+
+def test_copied_photo_reuses_tags(photos: Path, run: Run, fake_llm) -> None:
+    run.configure(fake_llm.base_url)
+    assert run("scan", str(photos))[0] == 0
+    requests = len(fake_llm.requests)
+    copy = photos / "copy_of_red.jpg"
+    shutil.copy2(photos / "red_circle.jpg", copy)
+    code, out, _ = run("scan", str(photos))
+    assert code == 0 and "1 tagged" in out
+    assert len(fake_llm.requests) == requests  # no new caption needed
+    assert run.store().by_path(copy).state is State.DONE

@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from fakes.openai_server import FakeOpenAI
 from photoscribe.caption import Captioner, build_messages, clean_reply
 from photoscribe.caption.client import retry_after
 from photoscribe.config import LLMConfig
 from photoscribe.errors import CaptionRejected, CaptionUnavailable
 from photoscribe.records import Keyword
+
+from fakes.openai_server import FakeOpenAI
 
 KEYWORDS = [Keyword("circle", 0.31), Keyword("red", 0.62)]  # deliberately not in score order
 CAPTION = "A photo showing red and circle."

@@ -129,13 +129,21 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def _quiet_libraries(record: logging.LogRecord) -> bool:
+    """open_clip logs its chatter on the root logger; keep only its warnings."""
+    chatter = record.name == "root" and f"{os.sep}open_clip{os.sep}" in record.pathname
+    return not chatter or record.levelno >= logging.WARNING
+
+
 def setup_logging(verbose: bool) -> None:
     level = logging.DEBUG if verbose else logging.INFO
     fmt = "%(levelname)s %(name)s: %(message)s"
     if not os.environ.get("JOURNAL_STREAM"):
         fmt = "%(asctime)s " + fmt
     logging.basicConfig(level=level, format=fmt, stream=sys.stderr)
-    for noisy in ("httpx", "openai", "urllib3", "huggingface_hub", "PIL"):
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_quiet_libraries)
+    for noisy in ("httpx", "httpx2", "httpcore", "httpcore2", "openai", "huggingface_hub", "PIL"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import os
 import re
 import stat
@@ -19,6 +18,8 @@ from photoscribe.errors import DecodeError, MetadataError, PhotoChangedError, Ph
 from photoscribe.metadata import Existing, read_existing, sanitize_keyword, write_annotation
 from photoscribe.metadata import backend as metadata_backend
 from photoscribe.records import Annotation
+
+from fixtures.exiftool import read_tags
 
 FORMATS = {"jpeg": "jpg", "png": "png", "tiff": "tif", "webp": "webp"}
 WITH_IPTC = ("jpeg", "tiff")
@@ -51,14 +52,7 @@ def exiftool_write(path: Path, *args: str) -> None:
     subprocess.run(["exiftool", "-q", "-overwrite_original", *args, str(path)], check=True)
 
 
-def tags(path: Path) -> dict:
-    out = subprocess.run(
-        ["exiftool", "-j", "-G1", "-a", "-struct", str(path)],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return json.loads(out)[0]
+tags = read_tags
 
 
 def xmp_packet(path: Path) -> str:

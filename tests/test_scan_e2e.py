@@ -18,6 +18,7 @@ from photoscribe.records import State
 from photoscribe.store import open_store
 
 from conftest import tiny_config_dict
+from fixtures.exiftool import read_tags
 from fixtures.synthetic import draw_shape
 
 SHAPES = [  # (file name, colour, shape, PIL format options)
@@ -28,14 +29,7 @@ SHAPES = [  # (file name, colour, shape, PIL format options)
 ]
 
 
-def exif_json(path: Path) -> dict:
-    out = subprocess.run(
-        ["exiftool", "-j", "-G1", "-a", "-struct", str(path)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(out.stdout)[0]
+exif_json = read_tags
 
 
 def as_list(value) -> list:

@@ -272,3 +272,15 @@ def test_copied_photo_reuses_tags(photos: Path, run: Run, fake_llm) -> None:
     assert code == 0 and "1 tagged" in out
     assert len(fake_llm.requests) == requests  # no new caption needed
     assert run.store().by_path(copy).state is State.DONE
+
+
+def test_index_only_mode_never_touches_photos(photos: Path, run: Run, fake_llm) -> None:
+    run.configure(fake_llm.base_url, metadata={"write": False})
+    before = {p: p.read_bytes() for p in all_photos(photos)}
+    code, out, _ = run("scan", str(photos), "--no-caption")
+    assert code == 0 and "4 tagged" in out
+    assert {p: p.read_bytes() for p in all_photos(photos)} == before
+    assert fake_llm.requests == []
+    code, out, _ = run("status", "--json")
+    status = json.loads(out)
+    assert status["counts"] == {"done": 0, "needs_caption": 4, "failed": 0}

@@ -37,24 +37,24 @@ def temp_path_for(path: Path) -> Path:
 def atomic_replace(path: Path, data: bytes, expected: FileStat) -> FileStat:
     """Replace ``path`` with ``data`` so a crash leaves either the old or the new file.
 
-    Writes a hidden temp file beside it, fsyncs it, copies mode and owner, checks
-    that ``path`` is still the version we read (``expected``), renames over it and
-    fsyncs the folder. Raises PhotoChangedError (and writes nothing) when another
+    Writes a hidden temp file beside it with the original's mode and owner, fsyncs
+    it, checks that ``path`` is still the version we read (``expected``), renames
+    over it and fsyncs the folder. Raises PhotoChangedError (and writes nothing) when another
     program changed the file meanwhile.
     """
+    original = _check_unchanged(path, expected)  # fail before writing anything
     tmp = temp_path_for(path)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        _write_all(fd, data)
-        os.fsync(fd)
-        _copy_owner_and_mode(fd, path)
-        os.close(fd)
-        fd = -1
-        _check_unchanged(path, expected)
+        try:
+            _write_all(fd, data)
+            _copy_owner_and_mode(fd, original)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        _check_unchanged(path, expected)  # again, right before the rename
         os.replace(tmp, path)
     except BaseException:
-        if fd >= 0:
-            os.close(fd)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
@@ -69,24 +69,25 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-def _copy_owner_and_mode(fd: int, path: Path) -> None:
-    st = os.stat(path)
-    os.fchmod(fd, st.st_mode & 0o7777)
-    if hasattr(os, "fchown"):
-        with contextlib.suppress(PermissionError):
-            os.fchown(fd, st.st_uid, st.st_gid)
+def _copy_owner_and_mode(fd: int, original: os.stat_result) -> None:
+    os.fchmod(fd, original.st_mode & 0o7777)
+    with contextlib.suppress(PermissionError):
+        os.fchown(fd, original.st_uid, original.st_gid)
 
 
-def _check_unchanged(path: Path, expected: FileStat) -> None:
+def _check_unchanged(path: Path, expected: FileStat) -> os.stat_result:
+    """The original's stat, if it is still the version we read; else PhotoChangedError."""
     try:
-        now = file_stat(path)
+        st = os.stat(path)
     except FileNotFoundError as exc:
         raise PhotoChangedError(f"{display(path)} disappeared while it was being tagged") from exc
+    now = FileStat(size=st.st_size, mtime_ns=st.st_mtime_ns, dev=st.st_dev, ino=st.st_ino)
     if now != expected:
         raise PhotoChangedError(
             f"{display(path)} was changed by another program while it was being tagged; "
             "nothing was written, it will be tagged again on the next scan"
         )
+    return st
 
 
 def fsync_dir(folder: Path) -> None:
@@ -95,15 +96,3 @@ def fsync_dir(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def remove_stale_temps(folder: Path) -> int:
-    """Delete temp files a killed write left behind in ``folder``; returns how many."""
-    removed = 0
-    with contextlib.suppress(OSError), os.scandir(folder) as entries:
-        for entry in entries:
-            if entry.is_file(follow_symlinks=False) and is_temp_name(entry.name):
-                with contextlib.suppress(OSError):
-                    os.unlink(entry.path)
-                    removed += 1
-    return removed

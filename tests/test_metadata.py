@@ -166,7 +166,8 @@ def test_users_keywords_survive_and_are_merged(fmt: str, tmp_path: Path) -> None
     )
     assert read_existing(path.read_bytes()).keywords == ("Family", "Dog", "Paris, France")
     outcome = annotate(path, keywords=("dog", "beach"))
-    expected = ["Family", "Dog", "Paris France", "beach"]  # "dog" is the user's "Dog"
+    # "dog" is the user's "Dog"; the user's own keywords are kept verbatim, comma included
+    expected = ["Family", "Dog", "Paris, France", "beach"]
     assert list(outcome.keywords) == expected
     t = tags(path)
     assert as_list(t["XMP-dc:Subject"]) == expected

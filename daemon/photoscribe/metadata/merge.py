@@ -101,7 +101,8 @@ def plan(
     """The tag changes that bring ``ann`` into a photo holding ``values``."""
     existing = existing_from(values)
     ours = {keyword_key(word) for word in existing.ours}
-    user = _dedupe(_sanitized(w for w in existing.keywords if keyword_key(w) not in ours))
+    # The user's own keywords are kept verbatim (never rewritten); only ours are sanitised.
+    user = _dedupe(w for w in existing.keywords if keyword_key(w) not in ours)
     user_keys = {keyword_key(word) for word in user}
     added = [w for w in _dedupe(_sanitized(ann.keywords)) if keyword_key(w) not in user_keys]
     fields: dict[str, str | list[str]] = {

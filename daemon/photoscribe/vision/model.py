@@ -82,7 +82,7 @@ def _hub_file(arch: str, tag: str) -> tuple[str, str] | None:
     if not hub:
         return None
     parts = hub.rstrip("/").split("/")
-    repo, filename = "/".join(parts[:2]), "/".join(parts[2:]) or "open_clip_pytorch_model.bin"
+    repo, filename = "/".join(parts[:2]), "/".join(parts[2:]) or "open_clip_model.safetensors"
     return repo, filename
 
 

@@ -54,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="counts by state and the last failures")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(func=cmd_status)
+
+    doctor = sub.add_parser("doctor", help="check the index, the CLIP weights and the LLM server")
+    doctor.add_argument("--json", action="store_true", help="machine-readable output")
+    doctor.set_defaults(func=cmd_doctor)
     return p
 
 
@@ -133,6 +137,27 @@ def _quiet_libraries(record: logging.LogRecord) -> bool:
     """open_clip logs its chatter on the root logger; keep only its warnings."""
     chatter = record.name == "root" and f"{os.sep}open_clip{os.sep}" in record.pathname
     return not chatter or record.levelno >= logging.WARNING
+
+
+def cmd_doctor(config: Config, args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from photoscribe.doctor import run_checks
+
+    def make_captioner():
+        from photoscribe.caption import Captioner
+
+        llm = dataclasses.replace(config.llm, retries=0)  # report, don't wait
+        return Captioner(llm, config.llm_api_key())
+
+    checks = run_checks(config, make_captioner)
+    if args.json:
+        json.dump([c.as_json() for c in checks], sys.stdout, ensure_ascii=False, indent=2)
+        sys.stdout.write("\n")
+    else:
+        for check in checks:
+            print(f"{'ok ' if check.ok else 'BAD'} {check.name}: {check.detail}")
+    return 0 if all(c.ok for c in checks) else 1
 
 
 def setup_logging(verbose: bool) -> None:

@@ -40,6 +40,15 @@ class Reply:
     reasoning: str | None
 
 
+@dataclass(frozen=True)
+class Probe:
+    """One timed caption request, for `photoscribe doctor`."""
+
+    latency_s: float
+    caption: str
+    reasoning_seen: bool  # the server returned reasoning (in <think> or a separate field)
+
+
 class _Retry(Exception):
     """A failure worth another attempt, with the server's Retry-After if it sent one."""
 
@@ -143,6 +152,33 @@ class Captioner:
 
     def close(self) -> None:
         self._client.close()
+
+    def list_models(self) -> list[str]:
+        """The model names the server lists; CaptionUnavailable when it cannot be asked."""
+        try:
+            return [model.id for model in self._client.models.list().data]
+        except self._openai.APIError as exc:
+            error = self._translate(exc)
+            raise CaptionUnavailable(getattr(error, "message", str(error))) from exc
+
+    def probe(
+        self, keywords: Sequence[Keyword], clock: Callable[[], float] = time.monotonic
+    ) -> Probe:
+        """Ask for one caption, timed, reporting whether reasoning came back."""
+        messages = build_messages(keywords, language=self.cfg.language, thinking=self.cfg.thinking)
+        started = clock()
+        reply = reply_of(self._send(messages))
+        latency = clock() - started
+        raw = reply.content or ""
+        text = clean_reply(reply.content, reply.reasoning)
+        caption = check_caption(
+            text,
+            labels=keyword_labels(keywords),
+            language=self.cfg.language,
+            had_reasoning=bool(reply.reasoning),
+        )
+        reasoning = bool(reply.reasoning) or "<think>" in raw or "</think>" in raw
+        return Probe(latency, caption, reasoning)
 
     def caption(self, keywords: Sequence[Keyword]) -> str:
         """A caption for a photo showing ``keywords``.

@@ -1,0 +1,123 @@
+"""`photoscribe doctor`: check the configuration, index, weights and LLM endpoint.
+
+Never imports torch: it must answer in about a second, and tell the user what to fix.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from photoscribe.config import Config
+from photoscribe.errors import CaptionError, ModelError, PhotoscribeError
+from photoscribe.records import Keyword
+
+PROBE_KEYWORDS = (Keyword("dog", 0.6), Keyword("beach", 0.3), Keyword("sunset", 0.2))
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"check": self.name, "ok": self.ok, "detail": self.detail}
+
+
+def check_index(config: Config) -> Check:
+    from photoscribe.store import open_store
+
+    path = config.index_path
+    if not path.exists():
+        writable = _nearest_existing(path.parent)
+        ok = writable is not None and _is_writable(writable)
+        detail = f"{path} does not exist yet; the first scan creates it"
+        return Check("index", ok, detail if ok else f"{detail}, but {writable} is not writable")
+    try:
+        counts = open_store(path, readonly=True).counts()
+    except PhotoscribeError as exc:
+        return Check("index", False, str(exc))
+    summary = ", ".join(f"{n} {s.value}" for s, n in counts.items() if n)
+    return Check("index", True, f"{path}: {summary or 'empty'}")
+
+
+def check_weights(config: Config) -> Check:
+    from photoscribe.vision.model import looks_like_path, resolve_weights
+
+    if not looks_like_path(config.model.pretrained):
+        return Check(
+            "clip weights",
+            True,
+            f"{config.model.arch} with pretrained tag "
+            f"{config.model.pretrained!r}: downloaded on first use (needs internet once)",
+        )
+    try:
+        weights = resolve_weights(config.model)
+    except ModelError as exc:
+        return Check("clip weights", False, str(exc))
+    return Check("clip weights", True, f"{config.model.arch} from {weights.source}")
+
+
+def check_llm(config: Config, make_captioner: Callable[[], Any]) -> list[Check]:
+    if not config.llm.enabled:
+        return [Check("llm", True, "disabled (llm.enabled: false): keywords only")]
+    try:
+        captioner = make_captioner()
+    except PhotoscribeError as exc:
+        return [Check("llm", False, str(exc))]
+    try:
+        return [_check_models(config, captioner), *_check_completion(config, captioner)]
+    finally:
+        captioner.close()
+
+
+def _check_models(config: Config, captioner: Any) -> Check:
+    try:
+        models = captioner.list_models()
+    except CaptionError as exc:
+        return Check("llm models", False, str(exc))
+    if config.llm.model in models:
+        return Check("llm models", True, f"{config.llm.base_url} lists {config.llm.model!r}")
+    listed = ", ".join(models[:10]) or "none"
+    return Check(
+        "llm models",
+        False,
+        f"{config.llm.base_url} does not list {config.llm.model!r} "
+        f"(it lists: {listed}); set llm.model to one of them",
+    )
+
+
+def _check_completion(config: Config, captioner: Any) -> list[Check]:
+    try:
+        probe = captioner.probe(PROBE_KEYWORDS)
+    except CaptionError as exc:
+        return [Check("llm caption", False, str(exc))]
+    checks = [Check("llm caption", True, f"{probe.latency_s:.2f} s: {probe.caption!r}")]
+    if not config.llm.thinking:
+        detail = (
+            "the server still returns reasoning with thinking off (it is stripped, but it "
+            "costs time): enable the model's chat template (llama.cpp: --jinja)"
+            if probe.reasoning_seen
+            else "thinking off is honoured (no reasoning returned)"
+        )
+        checks.append(Check("llm thinking switch", not probe.reasoning_seen, detail))
+    return checks
+
+
+def run_checks(config: Config, make_captioner: Callable[[], Any]) -> list[Check]:
+    return [check_index(config), check_weights(config), *check_llm(config, make_captioner)]
+
+
+def _nearest_existing(path: Path) -> Path | None:
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def _is_writable(path: Path) -> bool:
+    return os.access(path, os.W_OK)

@@ -55,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(func=cmd_status)
 
+    describe = sub.add_parser(
+        "describe", help="print keywords and a streamed caption for one photo (writes nothing)"
+    )
+    describe.add_argument("photo", type=Path)
+    describe.set_defaults(func=cmd_describe)
+
     doctor = sub.add_parser("doctor", help="check the index, the CLIP weights and the LLM server")
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
     doctor.set_defaults(func=cmd_doctor)
@@ -137,6 +143,19 @@ def _quiet_libraries(record: logging.LogRecord) -> bool:
     """open_clip logs its chatter on the root logger; keep only its warnings."""
     chatter = record.name == "root" and f"{os.sep}open_clip{os.sep}" in record.pathname
     return not chatter or record.levelno >= logging.WARNING
+
+
+def cmd_describe(config: Config, args: argparse.Namespace) -> int:
+    from photoscribe.service import describe
+
+    def show(text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    tagging, _ = describe(config, args.photo, show)
+    sys.stdout.write("\n")
+    print("keywords: " + ", ".join(f"{k.label} ({k.score:.2f})" for k in tagging.keywords))
+    return 0
 
 
 def cmd_doctor(config: Config, args: argparse.Namespace) -> int:

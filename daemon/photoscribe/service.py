@@ -8,9 +8,10 @@ from pathlib import Path
 
 from photoscribe.captioning import CaptionStage
 from photoscribe.config import Config
+from photoscribe.errors import ConfigError
 from photoscribe.pipeline import Pipeline
 from photoscribe.progress import Progress
-from photoscribe.records import Summary
+from photoscribe.records import Summary, Tagging
 from photoscribe.scanner import find_photos
 from photoscribe.search import Hit, search
 from photoscribe.store import PhotoStore, open_store
@@ -101,3 +102,22 @@ def run_search(config: Config, text: str, *, limit: int, use_clip: bool) -> list
         encode_text=encode_text,
         min_similarity=config.search.min_similarity,
     )
+
+
+def describe(config: Config, path: Path, on_text) -> tuple[Tagging, str]:
+    """`photoscribe describe`: keywords and a streamed caption for one photo; writes nothing."""
+    from photoscribe.caption import Captioner
+    from photoscribe.vision import prepare
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    tagger = build_tagger(config)
+    encoder = tagger.encoder
+    tagging = tagger.tag([prepare(data, encoder.preprocess(), encoder.input_size())])[0]
+    captioner = Captioner(config.llm, config.llm_api_key())
+    try:
+        return tagging, captioner.stream(tagging.keywords, on_text)
+    finally:
+        captioner.close()

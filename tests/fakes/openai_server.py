@@ -90,6 +90,9 @@ _CJK = re.compile(r"[\u4e00-\u9fff]")
 Behavior = tuple[str, dict[str, Any]]
 
 
+STREAM_PIECE = 4  # characters per streamed delta
+
+
 def _behavior(item: str | Behavior) -> Behavior:
     name, params = (item, {}) if isinstance(item, str) else item
     if name not in BEHAVIORS:
@@ -323,7 +326,26 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True  # stopped while waiting: drop the connection
             return
         content, reasoning = _reply(body, name, params)
-        self._send_json(200, _completion(body, content, reasoning))
+        if body.get("stream"):
+            self._send_stream(body, content, reasoning)
+        else:
+            self._send_json(200, _completion(body, content, reasoning))
+
+    def _send_stream(self, body: dict[str, Any], content: str, reasoning: str | None) -> None:
+        """Server-sent events as vLLM/llama.cpp send them: reasoning deltas, then content."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        for field, text in (("reasoning_content", reasoning or ""), ("content", content)):
+            for start in range(0, len(text), STREAM_PIECE):
+                delta = {field: text[start : start + STREAM_PIECE]}
+                self._send_event(_chunk(body, delta, None))
+        self._send_event(_chunk(body, {}, "stop"))
+        self.wfile.write(b"data: [DONE]\n\n")
+
+    def _send_event(self, payload: dict[str, Any]) -> None:
+        self.wfile.write(b"data: " + json.dumps(payload, ensure_ascii=False).encode() + b"\n\n")
+        self.wfile.flush()
 
 
 def _messages_text(body: dict[str, Any], role: str | None = None) -> str:
@@ -367,6 +389,16 @@ def _completion(body: dict[str, Any], content: str, reasoning: str | None) -> di
         "model": body.get("model") or DEFAULT_MODEL,
         "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 10, "completion_tokens": tokens, "total_tokens": 10 + tokens},
+    }
+
+
+def _chunk(body: dict[str, Any], delta: dict[str, str], finish: str | None) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-fake-stream",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": body.get("model") or DEFAULT_MODEL,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
     }
 
 

@@ -58,6 +58,37 @@ class _Retry(Exception):
         self.retry_after = retry_after
 
 
+class VisibleText:
+    """Passes streamed content on, holding back a leading ``<think>…</think>`` block."""
+
+    def __init__(self, on_text: Callable[[str], None]) -> None:
+        self.on_text = on_text
+        self.raw = ""  # everything the server sent as content
+        self._state = "start"  # start → (thinking →) answer
+        self._pending = ""
+
+    def feed(self, piece: str) -> None:
+        if not piece:
+            return
+        self.raw += piece
+        if self._state == "answer":
+            self.on_text(piece)
+            return
+        self._pending += piece
+        head = self._pending.lstrip()
+        if "</think>" in self._pending:
+            self._answer(self._pending.split("</think>", 1)[1].lstrip())
+        elif head.startswith("<think>"):
+            self._state = "thinking"
+        elif self._state == "start" and not "<think>".startswith(head):
+            self._answer(head)
+
+    def _answer(self, text: str) -> None:
+        self._state, self._pending = "answer", ""
+        if text:
+            self.on_text(text)
+
+
 class CircuitBreaker:
     """Closed → open after ``threshold`` failures in a row → half-open (one trial) → …"""
 
@@ -160,6 +191,32 @@ class Captioner:
         except self._openai.APIError as exc:
             error = self._translate(exc)
             raise CaptionUnavailable(getattr(error, "message", str(error))) from exc
+
+    def stream(self, keywords: Sequence[Keyword], on_text: Callable[[str], None]) -> str:
+        """Stream a caption: ``on_text`` gets the visible text as it is generated (reasoning
+        held back); returns the whole caption, validated. One attempt, no retries."""
+        messages = build_messages(keywords, language=self.cfg.language, thinking=self.cfg.thinking)
+        visible = VisibleText(on_text)
+        reasoning: list[str] = []
+        try:
+            chunks = self._client.chat.completions.create(**self._params(messages), stream=True)
+            for chunk in chunks:
+                delta = chunk.choices[0].delta if chunk.choices else None
+                if delta is None:
+                    continue
+                extra = getattr(delta, "model_extra", None) or {}
+                reasoning.append(extra.get("reasoning_content") or extra.get("reasoning") or "")
+                visible.feed(delta.content or "")
+        except self._openai.APIError as exc:
+            error = self._translate(exc)
+            raise CaptionUnavailable(getattr(error, "message", str(error))) from exc
+        text = clean_reply(visible.raw, "".join(reasoning) or None)
+        return check_caption(
+            text,
+            labels=keyword_labels(keywords),
+            language=self.cfg.language,
+            had_reasoning=any(reasoning),
+        )
 
     def probe(
         self, keywords: Sequence[Keyword], clock: Callable[[], float] = time.monotonic

@@ -1,0 +1,82 @@
+"""Streaming captions (`photoscribe describe`): reasoning never shown, caption validated."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from photoscribe.caption import Captioner
+from photoscribe.caption.client import VisibleText
+from photoscribe.cli import main
+from photoscribe.config import LLMConfig
+from photoscribe.errors import CaptionUnavailable
+from photoscribe.records import Keyword
+
+from conftest import tiny_config_dict
+from fixtures.synthetic import draw_shape
+
+KEYWORDS = (Keyword("red", 0.6), Keyword("circle", 0.4))
+
+
+def feed_all(pieces: list[str]) -> str:
+    shown: list[str] = []
+    visible = VisibleText(shown.append)
+    for piece in pieces:
+        visible.feed(piece)
+    return "".join(shown)
+
+
+@pytest.mark.parametrize(
+    "pieces",
+    [
+        ["A red ", "circle."],
+        ["<thi", "nk>plan", "ning</th", "ink>\n\nA red ", "circle."],
+        ["  ", "<think>", "x", "</think>", "A red circle."],
+        ["reasoning without an opening tag</think>A red circle."],
+    ],
+)
+def test_visible_text_holds_back_reasoning(pieces: list[str]) -> None:
+    assert feed_all(pieces) == "A red circle."
+
+
+@pytest.mark.parametrize("behavior", ["normal", "think_tags", "reasoning_field"])
+def test_stream_from_a_real_http_server(fake_llm, behavior: str) -> None:
+    fake_llm.set_behavior(behavior)
+    shown: list[str] = []
+    captioner = Captioner(LLMConfig(base_url=fake_llm.base_url, timeout=5), "x")
+    caption = captioner.stream(KEYWORDS, shown.append)
+    assert caption == "A photo showing red and circle."
+    assert "".join(shown).strip() == caption
+    assert len(shown) > 3  # it really arrived in pieces
+    assert fake_llm.requests[-1]["stream"] is True
+    assert "think" not in "".join(shown).lower()
+
+
+def test_stream_from_a_server_that_is_down(fake_llm) -> None:
+    captioner = Captioner(LLMConfig(base_url=fake_llm.base_url, timeout=2), "x")
+    with fake_llm.down(), pytest.raises(CaptionUnavailable, match="cannot reach"):
+        captioner.stream(KEYWORDS, print)
+
+
+def test_describe_prints_caption_and_keywords_and_writes_nothing(
+    tmp_path, fake_llm, capsys
+) -> None:
+    photo = tmp_path / "red.jpg"
+    draw_shape("red", "circle", size=(320, 240), seed=4242).save(photo)
+    before = photo.read_bytes()
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(tiny_config_dict(tmp_path, fake_llm.base_url)))
+    assert main(["-c", str(config), "describe", str(photo)]) == 0
+    out = capsys.readouterr().out
+    first, second = out.splitlines()[:2]
+    assert first.startswith("A photo showing") and "red" in first and "circle" in first
+    assert second.startswith("keywords: ") and "red" in second and "circle" in second
+    assert photo.read_bytes() == before
+    assert not (tmp_path / "state").exists()  # no index was created either
+
+
+def test_describe_a_missing_photo_is_a_clear_error(tmp_path, fake_llm, capsys) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(tiny_config_dict(tmp_path, fake_llm.base_url)))
+    assert main(["-c", str(config), "describe", str(tmp_path / "nope.jpg")]) == 2
+    assert "cannot read" in capsys.readouterr().err

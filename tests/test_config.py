@@ -79,7 +79,7 @@ def _keys(cls: type, prefix: str = "") -> set[str]:
 def _yaml_keys(data: dict, prefix: str = "") -> set[str]:
     out = set()
     for key, value in data.items():
-        if isinstance(value, dict):
+        if isinstance(value, dict) and value:  # a section; {} is an empty mapping value
             out |= _yaml_keys(value, f"{prefix}{key}.")
         else:
             out.add(prefix + key)
@@ -92,3 +92,24 @@ def test_example_documents_every_key_with_its_default(monkeypatch: pytest.Monkey
     raw = yaml.safe_load((ROOT / "config.example.yaml").read_text())
     assert _yaml_keys(raw) == _keys(Config)
     assert config_from_dict(raw) == Config()
+
+
+def test_llm_extras_and_key_file(tmp_path: Path) -> None:
+    key = tmp_path / "key"
+    key.write_text("sk-from-file\n")
+    cfg = config_from_dict(
+        {
+            "llm": {
+                "api_key_file": str(key),
+                "extra_headers": {"X-Team": "photos"},
+                "extra_body": {"top_k": 20, "min_p": 0.0},
+            }
+        }
+    )
+    assert cfg.llm_api_key() == "sk-from-file"
+    assert cfg.llm.extra_headers == {"X-Team": "photos"}
+    assert cfg.llm.extra_body == {"top_k": 20, "min_p": 0.0}
+    with pytest.raises(ConfigError, match=r"extra_headers\.X: expected str"):
+        config_from_dict({"llm": {"extra_headers": {"X": 1}}})
+    with pytest.raises(ConfigError, match=r"cannot read llm\.api_key_file"):
+        config_from_dict({"llm": {"api_key_file": str(tmp_path / "none")}}).llm_api_key()

@@ -67,6 +67,9 @@ class LLMConfig:
     model: str = "Qwen3-1.7B"
     api_key: str = ""  # literal key; prefer api_key_env
     api_key_env: str | None = None  # name of an environment variable holding the key
+    api_key_file: Path | None = None  # a file holding the key (e.g. a systemd credential)
+    extra_headers: dict[str, str] = field(default_factory=dict)  # sent with every request
+    extra_body: dict[str, Any] = field(default_factory=dict)  # merged into every request body
     timeout: float = 60.0  # seconds per request
     retries: int = 2  # extra attempts on timeouts, 429 and 5xx
     language: Literal["en", "zh"] = "en"
@@ -109,6 +112,13 @@ class Config:
     search: SearchConfig = SearchConfig()
 
     def llm_api_key(self) -> str:
+        if self.llm.api_key_file:
+            try:
+                return self.llm.api_key_file.read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigError(
+                    f"cannot read llm.api_key_file {self.llm.api_key_file}: {exc}"
+                ) from exc
         if self.llm.api_key_env:
             value = os.environ.get(self.llm.api_key_env)
             if value is None:
@@ -168,6 +178,13 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
             choices = ", ".join(map(str, typing.get_args(hint)))
             raise ConfigError(f"{where}: {value!r} is not one of {choices}")
         return value
+    if hint is Any:
+        return value
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping")
+        item = typing.get_args(hint)[1]
+        return {str(k): _convert(item, v, f"{where}.{k}") for k, v in value.items()}
     if origin is tuple:
         if not isinstance(value, list):
             raise ConfigError(f"{where}: expected a list")

@@ -155,6 +155,7 @@ class FakeOpenAI:
         self._default: Behavior = ("normal", {})
         self._script: list[Behavior] = []
         self._requests: list[dict[str, Any]] = []
+        self.last_headers: dict[str, str] = {}  # of the last chat request, names lowercased
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._wake = threading.Event()
@@ -304,6 +305,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(400, "request body must be a JSON object")
             return
         self.server.fake._record(body)
+        self.server.fake.last_headers = {k.lower(): v for k, v in self.headers.items()}
         if self._authorized() and self._model_ok(body):
             self._answer(body, *self.server.fake._next_behavior())
 

@@ -170,6 +170,7 @@ class Captioner:
             api_key=api_key or "not-needed",
             timeout=cfg.timeout,
             max_retries=0,
+            default_headers=cfg.extra_headers or None,
         )
         self._sleep = sleep
         self._random = random.Random()
@@ -309,9 +310,12 @@ class Captioner:
             "max_tokens": self.cfg.max_tokens,
             "temperature": self.cfg.temperature,
         }
+        body: dict[str, Any] = {}
         if self._template_kwargs:
-            kwargs = {"enable_thinking": self.cfg.thinking}
-            params["extra_body"] = {"chat_template_kwargs": kwargs}
+            body["chat_template_kwargs"] = {"enable_thinking": self.cfg.thinking}
+        body.update(self.cfg.extra_body)  # the user's own settings win
+        if body:
+            params["extra_body"] = body
         return params
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:

@@ -284,3 +284,19 @@ def test_index_only_mode_never_touches_photos(photos: Path, run: Run, fake_llm) 
     code, out, _ = run("status", "--json")
     status = json.loads(out)
     assert status["counts"] == {"done": 0, "needs_caption": 4, "failed": 0}
+
+
+def test_caption_retry_pending_fills_waiting_captions(photos: Path, run: Run, fake_llm) -> None:
+    run.configure(f"http://127.0.0.1:{dead_port()}/v1", llm={"timeout": 1.0, "retries": 0})
+    assert "4 waiting for the LLM" in run("scan", str(photos))[1]
+    run.configure(fake_llm.base_url)
+    code, out, _ = run("caption", "--retry-pending", str(photos / "sub"))
+    assert code == 0
+    assert out.startswith("2 captions written, 0 failed, 0 still waiting"), out
+    assert exif_json(photos / "sub" / "blue_square.png")["XMP-dc:Description"]
+    assert "XMP-dc:Description" not in exif_json(photos / "red_circle.jpg")
+    code, out, _ = run("caption", "--retry-pending")
+    assert out.startswith("2 captions written, 0 failed, 0 still waiting"), out
+    assert exif_json(photos / "red_circle.jpg")["XMP-dc:Description"]
+    assert run.store().counts()[State.DONE] == 4
+    assert run("caption", "--retry-pending")[1].startswith("0 captions written")

@@ -55,6 +55,24 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(func=cmd_status)
 
+    caption = sub.add_parser(
+        "caption", help="captions for photos that have keywords but no caption yet"
+    )
+    caption.add_argument(
+        "--retry-pending",
+        action="store_true",
+        required=True,
+        help="ask the LLM again for every photo waiting for a caption",
+    )
+    caption.add_argument(
+        "paths",
+        nargs="*",
+        type=Path,
+        metavar="PATH",
+        help="only photos under these folders (default: all)",
+    )
+    caption.set_defaults(func=cmd_caption)
+
     describe = sub.add_parser(
         "describe", help="print keywords and a streamed caption for one photo (writes nothing)"
     )
@@ -143,6 +161,20 @@ def _quiet_libraries(record: logging.LogRecord) -> bool:
     """open_clip logs its chatter on the root logger; keep only its warnings."""
     chatter = record.name == "root" and f"{os.sep}open_clip{os.sep}" in record.pathname
     return not chatter or record.levelno >= logging.WARNING
+
+
+def cmd_caption(config: Config, args: argparse.Namespace) -> int:
+    from photoscribe.progress import Progress
+    from photoscribe.service import retry_captions
+
+    summary = retry_captions(config, args.paths, progress=Progress())
+    print(
+        f"{summary.captioned} captions written, {summary.failed} failed, "
+        f"{summary.waiting} still waiting for the LLM"
+    )
+    for path, reason in summary.failures[:MAX_FAILURES_SHOWN]:
+        print(f"  failed: {display(path)}: {reason}")
+    return 1 if summary.failed else 0
 
 
 def cmd_describe(config: Config, args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from photoscribe.backlog import fill_captions
 from photoscribe.captioning import CaptionStage
 from photoscribe.contenthash import content_hash
 from photoscribe.errors import DecodeError, PhotoError
@@ -23,7 +24,7 @@ from photoscribe.fsutil import display, file_stat
 from photoscribe.progress import Progress
 from photoscribe.records import FileStat, State, Summary, Tagging
 from photoscribe.store import PhotoRow, PhotoStore
-from photoscribe.writing import CaptionJob, TaggedJob, Writer
+from photoscribe.writing import TaggedJob, Writer
 
 log = logging.getLogger(__name__)
 
@@ -78,18 +79,10 @@ class Pipeline:
 
     # -- outcomes ------------------------------------------------------------
     def _report(self, path: Path, outcome: str, reason: str | None) -> None:
+        if outcome == "failed":
+            log.warning("failed: %s: %s", display(path), reason)
         with self._lock:
-            s = self.summary
-            if outcome == "failed":
-                s.fail(path, reason or "unknown error")
-                log.warning("failed: %s: %s", display(path), reason)
-            elif outcome in ("tagged", "tagged+caption"):
-                s.tagged += 1
-                s.captioned += outcome == "tagged+caption"
-            elif outcome == "captioned":
-                s.captioned += 1
-            elif outcome == "skipped":
-                s.skipped += 1
+            self.summary.record(path, outcome, reason)
             self.progress.advance(outcome, path)
 
     def _fail(self, path: Path, stat: FileStat | None, reason: str) -> None:
@@ -226,28 +219,9 @@ class Pipeline:
     # -- captions for photos that have keywords but no caption yet -------------------
     def _fill_captions(self, roots: Sequence[Path]) -> None:
         wanted = set(roots)
-        rows = [
-            r for r in self.store.needing_caption(self.tagger.encoder.model_id) if r.path in wanted
-        ]
-        if not rows or not self.captions.available:
-            return
-        log.info("writing captions for %d photos that have keywords only", len(rows))
-        self.progress.start(len(rows), "captions")
-        for row in rows:
-            if not self._submit_caption(row):
-                log.warning("the LLM is unavailable; %d captions wait for the next run", len(rows))
-                return
-
-    def _submit_caption(self, row: PhotoRow) -> bool:
-        def done(caption: str | None, reason: str | None) -> None:
-            if caption is None:
-                self.store.note_caption_problem(row.id, reason or "no caption")
-                self.progress.advance("waiting", row.path)
-                return
-            tagging = Tagging(row.keywords, b"", row.model or "")
-            self._writer.put(CaptionJob(row.id, row.path, row.content_hash or "", tagging, caption))
-
-        return self.captions.submit(row.keywords, done)
+        model_id = self.tagger.encoder.model_id
+        rows = [r for r in self.store.needing_caption(model_id) if r.path in wanted]
+        fill_captions(rows, self.captions, self._writer, self.store, self.progress)
 
 
 def _prefer_same_path(rows: list[PhotoRow], path: Path) -> PhotoRow:

@@ -72,3 +72,15 @@ class Summary:
     def fail(self, path: Path, reason: str) -> None:
         self.failed += 1
         self.failures.append((path, reason))
+
+    def record(self, path: Path, outcome: str, reason: str | None) -> None:
+        """Count one outcome: tagged, tagged+caption, captioned, skipped or failed."""
+        if outcome == "failed":
+            self.fail(path, reason or "unknown error")
+        elif outcome in ("tagged", "tagged+caption"):
+            self.tagged += 1
+            self.captioned += outcome == "tagged+caption"
+        elif outcome == "captioned":
+            self.captioned += 1
+        elif outcome == "skipped":
+            self.skipped += 1

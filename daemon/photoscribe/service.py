@@ -121,3 +121,35 @@ def describe(config: Config, path: Path, on_text) -> tuple[Tagging, str]:
         return tagging, captioner.stream(tagging.keywords, on_text)
     finally:
         captioner.close()
+
+
+def retry_captions(config: Config, roots: Sequence[Path], *, progress: Progress) -> Summary:
+    """`photoscribe caption --retry-pending`: captions for photos that only have keywords."""
+    from photoscribe.backlog import fill_captions
+    from photoscribe.scanner import under
+
+    absolute = [r.absolute() for r in roots]
+    store = open_store(config.index_path)
+    summary = Summary()
+
+    def pending() -> list:
+        rows = store.needing_caption()
+        return [r for r in rows if not absolute or under(r.path, absolute)]
+
+    def report(path: Path, outcome: str, reason: str | None) -> None:
+        summary.record(path, outcome, reason)
+        progress.advance(outcome, path)
+
+    captions = build_captions(config)
+    writer = build_writer_factory(config, store)(report)
+    try:
+        fill_captions(pending(), captions, writer, store, progress)
+        captions.drain()
+        writer.flush()
+    finally:
+        captions.close()
+        writer.close()
+        progress.finish()
+    summary.waiting = len(pending())
+    store.close()
+    return summary

@@ -115,9 +115,11 @@ class PhotoStore:
             r = self._conn.execute(sql, (row_id,)).fetchone()
         return bytes(r[0]) if r and r[0] is not None else b""
 
-    def needing_caption(self, model: str) -> list[PhotoRow]:
+    def needing_caption(self, model: str | None = None) -> list[PhotoRow]:
+        """Photos with keywords but no caption yet (of ``model``, or of any model)."""
         return self._many(
-            f"SELECT {COLUMNS} FROM photos WHERE state = ? AND model = ? ORDER BY id",
+            f"SELECT {COLUMNS} FROM photos WHERE state = ? AND model = coalesce(?, model) "
+            "ORDER BY id",
             (State.NEEDS_CAPTION.value, model),
         )
 

@@ -140,16 +140,18 @@ def retry_captions(config: Config, roots: Sequence[Path], *, progress: Progress)
         summary.record(path, outcome, reason)
         progress.advance(outcome, path)
 
-    captions = build_captions(config)
-    writer = build_writer_factory(config, store)(report)
     try:
-        fill_captions(pending(), captions, writer, store, progress)
-        captions.drain()
-        writer.flush()
+        captions = build_captions(config)
+        writer = build_writer_factory(config, store)(report)
+        try:
+            fill_captions(pending(), captions, writer, store, progress)
+            captions.drain()
+            writer.flush()
+        finally:
+            captions.close()
+            writer.close()
+            progress.finish()
+        summary.waiting = len(pending())
     finally:
-        captions.close()
-        writer.close()
-        progress.finish()
-    summary.waiting = len(pending())
-    store.close()
+        store.close()
     return summary

@@ -73,6 +73,9 @@ class LLMConfig:
     timeout: float = 60.0  # seconds per request
     retries: int = 2  # extra attempts on timeouts, 429 and 5xx
     language: Literal["en", "zh"] = "en"
+    style: Literal["plain", "social", "alt_text"] = "plain"
+    system_prompt: str | None = None  # replaces the built-in one for language + style
+    user_prompt: str | None = None  # replaces the built-in one; must contain {keywords}
     thinking: bool = False
     max_tokens: int = 256
     temperature: float = 0.7
@@ -225,6 +228,10 @@ def validate(config: Config) -> Config:
         (config.llm.retries >= 0, "llm.retries must not be negative"),
         (config.scan.decode_workers >= 1, "scan.decode_workers must be at least 1"),
         (all("{}" in t for t in config.tagging.templates), "each tagging template needs {}"),
+        (
+            config.llm.user_prompt is None or "{keywords}" in config.llm.user_prompt,
+            "llm.user_prompt must contain {keywords}",
+        ),
     ]
     for ok, message in checks:
         if not ok:

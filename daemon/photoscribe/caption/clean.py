@@ -10,7 +10,13 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from photoscribe.caption.prompt import KEYWORD_SEPARATOR, NO_THINK, instruction_fragments
+from photoscribe.caption.prompt import (
+    KEYWORD_SEPARATOR,
+    NO_THINK,
+    Prompts,
+    instruction_fragments,
+    prompts_for,
+)
 from photoscribe.errors import CaptionRejected
 
 MAX_CAPTION_CHARS = 600
@@ -71,7 +77,12 @@ def clean_reply(text: str | None, reasoning: str | None = None) -> str:
 
 
 def check_caption(
-    caption: str, *, labels: Sequence[str], language: str, had_reasoning: bool = False
+    caption: str,
+    *,
+    labels: Sequence[str],
+    language: str,
+    had_reasoning: bool = False,
+    prompts: Prompts | None = None,
 ) -> str:
     """``caption`` if usable; else CaptionRejected saying why."""
     if not caption:
@@ -79,16 +90,16 @@ def check_caption(
         raise CaptionRejected(f"the LLM returned an empty caption{hint}")
     if len(caption) > MAX_CAPTION_CHARS:
         raise CaptionRejected(f"the caption is too long ({len(caption)} characters)")
-    if _echoes_prompt(caption, labels, language):
+    if _echoes_prompt(caption, labels, prompts or prompts_for(language)):
         raise CaptionRejected(f"the LLM echoed the prompt: {caption[:80]!r}")
     if not _in_language(caption, language):
         raise CaptionRejected(f"the caption is not in the configured language {language}")
     return caption
 
 
-def _echoes_prompt(caption: str, labels: Sequence[str], language: str) -> bool:
+def _echoes_prompt(caption: str, labels: Sequence[str], prompts: Prompts) -> bool:
     folded = " ".join(caption.split()).casefold()
-    if NO_THINK in folded or any(p in folded for p in instruction_fragments(language)):
+    if NO_THINK in folded or any(p in folded for p in instruction_fragments(prompts)):
         return True
     keyword_list = KEYWORD_SEPARATOR.join(labels).casefold()
     return len(labels) >= 2 and folded.startswith(keyword_list)

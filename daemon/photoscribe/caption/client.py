@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from photoscribe.caption.clean import check_caption, clean_reply
-from photoscribe.caption.prompt import build_messages, keyword_labels
+from photoscribe.caption.prompt import Prompts, build_messages, keyword_labels, prompts_for
 from photoscribe.config import LLMConfig
 from photoscribe.errors import CaptionRejected, CaptionUnavailable
 from photoscribe.records import Keyword
@@ -176,6 +176,7 @@ class Captioner:
         self._random = random.Random()
         self._breaker = CircuitBreaker(clock)
         self._template_kwargs = True  # False once a server refuses chat_template_kwargs
+        self._prompts = prompts_for(cfg.language, cfg.style, cfg.system_prompt, cfg.user_prompt)
 
     @property
     def available(self) -> bool:
@@ -196,7 +197,7 @@ class Captioner:
     def stream(self, keywords: Sequence[Keyword], on_text: Callable[[str], None]) -> str:
         """Stream a caption: ``on_text`` gets the visible text as it is generated (reasoning
         held back); returns the whole caption, validated. One attempt, no retries."""
-        messages = build_messages(keywords, language=self.cfg.language, thinking=self.cfg.thinking)
+        messages = self._messages(keywords, self._prompts)
         visible = VisibleText(on_text)
         reasoning: list[str] = []
         try:
@@ -217,13 +218,14 @@ class Captioner:
             labels=keyword_labels(keywords),
             language=self.cfg.language,
             had_reasoning=any(reasoning),
+            prompts=self._prompts,
         )
 
     def probe(
         self, keywords: Sequence[Keyword], clock: Callable[[], float] = time.monotonic
     ) -> Probe:
         """Ask for one caption, timed, reporting whether reasoning came back."""
-        messages = build_messages(keywords, language=self.cfg.language, thinking=self.cfg.thinking)
+        messages = self._messages(keywords, self._prompts)
         started = clock()
         reply = reply_of(self._send(messages))
         latency = clock() - started
@@ -234,6 +236,7 @@ class Captioner:
             labels=keyword_labels(keywords),
             language=self.cfg.language,
             had_reasoning=bool(reply.reasoning),
+            prompts=self._prompts,
         )
         reasoning = bool(reply.reasoning) or "<think>" in raw or "</think>" in raw
         return Probe(latency, caption, reasoning)
@@ -248,20 +251,24 @@ class Captioner:
         labels = keyword_labels(keywords)
         if not labels:
             raise CaptionRejected("no keywords to describe the photo from")
-        messages = build_messages(keywords, language=self.cfg.language, thinking=self.cfg.thinking)
         self._breaker.acquire()
         try:
             try:
-                return self._ask(messages, labels)
+                return self._ask(keywords, labels, self._prompts)
             except CaptionRejected as exc:
-                log.debug("caption rejected (%s); asking once more", exc)
-            return self._ask(messages, labels)
+                log.debug("caption rejected (%s); asking once more, more strictly", exc)
+            return self._ask(keywords, labels, self._prompts.stricter())
         finally:
             self._breaker.release()
 
-    def _ask(self, messages: list[dict[str, str]], labels: list[str]) -> str:
+    def _messages(self, keywords: Sequence[Keyword], prompts: Prompts) -> list[dict[str, str]]:
+        return build_messages(
+            keywords, language=self.cfg.language, thinking=self.cfg.thinking, prompts=prompts
+        )
+
+    def _ask(self, keywords: Sequence[Keyword], labels: list[str], prompts: Prompts) -> str:
         try:
-            completion = self._send(messages)
+            completion = self._send(self._messages(keywords, prompts))
         except CaptionUnavailable as exc:
             self._breaker.failure(str(exc))
             raise
@@ -269,7 +276,11 @@ class Captioner:
         reply = reply_of(completion)
         text = clean_reply(reply.content, reply.reasoning)
         return check_caption(
-            text, labels=labels, language=self.cfg.language, had_reasoning=bool(reply.reasoning)
+            text,
+            labels=labels,
+            language=self.cfg.language,
+            had_reasoning=bool(reply.reasoning),
+            prompts=prompts,
         )
 
     def _send(self, messages: list[dict[str, str]]) -> Any:

@@ -1,6 +1,7 @@
 """The chat messages that ask the LLM for a caption.
 
-The templates are module constants so that a later change can make them configurable.
+Built-in templates per language and style; ``llm.system_prompt`` / ``llm.user_prompt``
+in the config replace them.
 ``{keywords}`` is replaced by the labels, most likely first, joined by ``KEYWORD_SEPARATOR``.
 """
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 from photoscribe.records import Keyword
 
@@ -27,6 +29,27 @@ SYSTEM_TEMPLATES: dict[str, str] = {
         "不要列表，不要引号，不要开场白，不要提到关键词、标签或人工智能。"
         "不太可能的细节就省略。"
     ),
+}
+
+# Extra instructions per style, appended to the system prompt ("plain" adds nothing).
+STYLE_TEMPLATES: dict[str, dict[str, str]] = {
+    "plain": {"en": "", "zh": ""},
+    "social": {
+        "en": "Write it as a warm, lively social-media post, without hashtags or emoji.",
+        "zh": "写成一条温暖、生动的社交媒体动态，不要话题标签和表情符号。",
+    },
+    "alt_text": {
+        "en": (
+            "Write it as alt text for a screen reader: say plainly what is in the photo, "
+            "without starting with 'image of' or 'photo of'."
+        ),
+        "zh": "写成给屏幕阅读器用的替代文字：直白地说出照片里有什么，不要以“图片中”开头。",
+    },
+}
+
+STRICTER: dict[str, str] = {
+    "en": "Reply with the caption only: one or two sentences in English, nothing else.",
+    "zh": "只回复说明本身：一两句简体中文，不要其他任何内容。",
 }
 
 USER_TEMPLATES: dict[str, str] = {
@@ -52,27 +75,58 @@ def keyword_labels(keywords: Sequence[Keyword]) -> list[str]:
     return labels
 
 
-def build_messages(
-    keywords: Sequence[Keyword], *, language: str, thinking: bool
-) -> list[dict[str, str]]:
-    """System + user message asking for a caption of a photo showing ``keywords``."""
+@dataclass(frozen=True)
+class Prompts:
+    """The system and user templates for one language and style; ``{keywords}`` in user."""
+
+    language: str
+    system: str
+    user: str
+
+    def stricter(self) -> Prompts:
+        """The same prompts with a firmer instruction, for a retry after a bad reply."""
+        return replace(self, system=f"{self.system} {STRICTER[self.language]}")
+
+
+def prompts_for(
+    language: str, style: str = "plain", system: str | None = None, user: str | None = None
+) -> Prompts:
+    """Built-in templates for ``language`` and ``style``, or the user's own."""
     if language not in USER_TEMPLATES:
         raise ValueError(f"unsupported caption language {language!r}")
+    if style not in STYLE_TEMPLATES:
+        raise ValueError(f"unsupported caption style {style!r}")
+    extra = STYLE_TEMPLATES[style][language]
+    default_system = f"{SYSTEM_TEMPLATES[language]} {extra}".strip()
+    return Prompts(language, system or default_system, user or USER_TEMPLATES[language])
+
+
+def build_messages(
+    keywords: Sequence[Keyword],
+    *,
+    language: str,
+    thinking: bool,
+    prompts: Prompts | None = None,
+) -> list[dict[str, str]]:
+    """System + user message asking for a caption of a photo showing ``keywords``."""
+    prompts = prompts or prompts_for(language)
     labels = keyword_labels(keywords)
     if not labels:
         raise ValueError("no keywords to describe the photo from")
-    user = USER_TEMPLATES[language].format(keywords=KEYWORD_SEPARATOR.join(labels))
+    user = prompts.user.format(keywords=KEYWORD_SEPARATOR.join(labels))
     if not thinking:
         user = f"{user} {NO_THINK}"
     return [
-        {"role": "system", "content": SYSTEM_TEMPLATES[language]},
+        {"role": "system", "content": prompts.system},
         {"role": "user", "content": user},
     ]
 
 
-def instruction_fragments(language: str) -> list[str]:
+def instruction_fragments(prompts: Prompts) -> list[str]:
     """Pieces of the fixed prompt text; a reply containing one echoes the prompt."""
-    text = SYSTEM_TEMPLATES[language] + "\n" + USER_TEMPLATES[language].replace("{keywords}", "\n")
-    minimum = 6 if language == "zh" else 16
+    text = f"{prompts.system}\n{STRICTER[prompts.language]}\n" + prompts.user.replace(
+        "{keywords}", "\n"
+    )
+    minimum = 6 if prompts.language == "zh" else 16
     pieces = (" ".join(p.split()).casefold() for p in _SENTENCE_BREAK.split(text))
     return [p for p in pieces if len(p) >= minimum]

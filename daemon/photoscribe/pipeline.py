@@ -106,13 +106,14 @@ class Pipeline:
             self.captions.close()
             self._writer.close()
             self.progress.finish()
-        self.summary.waiting = self._count_waiting(paths)
+        self.summary.waiting = len(self._waiting(paths))
         return self.summary
 
-    def _count_waiting(self, paths: Sequence[Path]) -> int:
+    def _waiting(self, paths: Sequence[Path]) -> list[PhotoRow]:
+        """Photos among ``paths`` whose keywords are written but caption is not."""
         wanted = set(paths)
         rows = self.store.needing_caption(self.tagger.encoder.model_id)
-        return sum(1 for r in rows if r.path in wanted)
+        return [r for r in rows if r.path in wanted]
 
     def _needs_work(self, path: Path) -> bool:
         """Cheap decision from the file's stat and the index; no file read."""
@@ -217,11 +218,8 @@ class Pipeline:
             self._caption_then_write(item.path, item.content_hash, tagging)
 
     # -- captions for photos that have keywords but no caption yet -------------------
-    def _fill_captions(self, roots: Sequence[Path]) -> None:
-        wanted = set(roots)
-        model_id = self.tagger.encoder.model_id
-        rows = [r for r in self.store.needing_caption(model_id) if r.path in wanted]
-        fill_captions(rows, self.captions, self._writer, self.store, self.progress)
+    def _fill_captions(self, paths: Sequence[Path]) -> None:
+        fill_captions(self._waiting(paths), self.captions, self._writer, self.store, self.progress)
 
 
 def _prefer_same_path(rows: list[PhotoRow], path: Path) -> PhotoRow:

@@ -80,10 +80,10 @@ class Tagger:
 
     def tag(self, tensors: Sequence[Any]) -> list[Tagging]:
         images = self.encoder.encode_images(tensors)
-        return [self._one(row) for row in images]
+        logits = self.encoder.logit_scale() * (images @ self.label_matrix().T)
+        return [self._one(image, softmax(row)) for image, row in zip(images, logits, strict=True)]
 
-    def _one(self, image: np.ndarray) -> Tagging:
-        probs = softmax(self.encoder.logit_scale() * (self.label_matrix() @ image))
+    def _one(self, image: np.ndarray, probs: np.ndarray) -> Tagging:
         order = np.argsort(-probs)[: self.cfg.top_k]
         # The best label is always kept, so every photo gets at least one keyword.
         keep = [i for rank, i in enumerate(order) if rank == 0 or probs[i] >= self.cfg.min_score]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import time
@@ -47,7 +48,12 @@ def _walk(root: Path, cfg: ScanConfig) -> Iterator[Path]:
 def _wanted(name: str, cfg: ScanConfig, *, explicit: bool = False) -> bool:
     if cfg.skip_hidden and name.startswith(".") and not explicit:
         return False
-    return name.lower().endswith(tuple(e.lower() for e in cfg.extensions))
+    return name.lower().endswith(_lower_extensions(cfg.extensions))
+
+
+@functools.cache
+def _lower_extensions(extensions: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(e.lower() for e in extensions)
 
 
 def _remove_if_stale(path: Path) -> None:

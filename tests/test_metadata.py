@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from photoscribe.config import MetadataConfig
 from photoscribe.contenthash import content_hash
 from photoscribe.errors import DecodeError, MetadataError, PhotoChangedError, PhotoError
 from photoscribe.metadata import Existing, read_existing, sanitize_keyword, write_annotation
@@ -41,11 +42,15 @@ def annotate(
     path: Path,
     keywords: tuple[str, ...] = KEYWORDS,
     description: str | None = DESCRIPTION,
-    **options: bool,
+    *,
+    dry_run: bool = False,
+    **options: object,
 ):
+    """Write an annotation; ``options`` are MetadataConfig fields."""
     digest = content_hash(path.read_bytes())
     ann = Annotation(keywords, description, "test-clip", digest)
-    return write_annotation(path, ann, expected_hash=digest, **options)
+    config = MetadataConfig(**options)  # type: ignore[arg-type]
+    return write_annotation(path, ann, expected_hash=digest, config=config, dry_run=dry_run)
 
 
 def exiftool_write(path: Path, *args: str) -> None:
@@ -108,9 +113,11 @@ def test_xmp_arrays_are_bags_and_description_is_x_default_only(fmt: str, tmp_pat
     path = make_photo(tmp_path, fmt)
     annotate(path)
     packet = xmp_packet(path)
-    assert re.search(r"<dc:subject>\s*<rdf:Bag>", packet)
-    assert re.search(r"<photoscribe:addedKeywords>\s*<rdf:Bag>", packet)
-    assert "rdf:Seq" not in packet
+    for bag in ("dc:subject", "lr:hierarchicalSubject", "photoscribe:addedKeywords"):
+        assert re.search(rf"<{bag}>\s*<rdf:Bag>", packet), bag
+    assert re.search(r"<photoscribe:addedHierarchy>\s*<rdf:Bag>", packet)
+    # digiKam's schema declares TagsList an ordered array; it is the only Seq
+    assert re.findall(r"<([\w:]+)>\s*<rdf:Seq>", packet) == ["digiKam:TagsList"]
     assert re.findall(r"xml:lang=\"([^\"]+)\"", packet) == ["x-default", "x-default"]
 
 

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from photoscribe.config import MetadataConfig
 from photoscribe.errors import PhotoChangedError, PhotoError
 from photoscribe.fsutil import display, file_stat
 from photoscribe.records import Annotation, FileStat, Tagging, WriteOutcome
@@ -55,12 +56,12 @@ class Writer:
         write_fn: WriteFn | None,
         report: Report,
         *,
-        overwrite_description: bool = False,
+        metadata: MetadataConfig | None = None,
     ) -> None:
         self.store = store
         self.write_fn = write_fn  # None: index only, photos are never touched
         self.report = report
-        self.overwrite_description = overwrite_description
+        self.metadata = metadata or MetadataConfig()  # passed to write_fn as config=
         self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=256)
         self._thread = threading.Thread(target=self._loop, name="writer", daemon=True)
         self._thread.start()
@@ -119,7 +120,7 @@ class Writer:
             job.path,
             annotation,
             expected_hash=job.content_hash,
-            overwrite_description=self.overwrite_description,
+            config=self.metadata,
         )
         return outcome.stat or _stat_or_none(job.path)
 

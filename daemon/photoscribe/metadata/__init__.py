@@ -1,14 +1,16 @@
 """Metadata adapter: the only place photoscribe talks to pyexiv2.
 
 - ``fields``: the table of logical fields → per-schema tags (XMP, IPTC, EXIF).
-- ``merge``: what a photo holds and what to change (pure functions).
+- ``text``, ``keywords``, ``merge``: what a photo holds and what to change (pure functions).
 - ``backend``: pyexiv2 in memory, its errors turned into MetadataError.
+- ``photoshop``: keeps a Photoshop IPTCDigest current (pure byte patching).
 - ``writer``: the hash checks and the atomic replacement.
 """
 
 from __future__ import annotations
 
-from photoscribe.metadata.merge import Existing, sanitize_keyword
+from photoscribe.metadata.merge import Existing
+from photoscribe.metadata.text import sanitize_keyword
 from photoscribe.metadata.writer import read_existing, write_annotation
 
 __all__ = ["Existing", "read_existing", "sanitize_keyword", "write_annotation"]

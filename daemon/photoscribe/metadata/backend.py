@@ -3,7 +3,8 @@
 Works on ``pyexiv2.ImageData`` (bytes in, bytes out) and never on ``pyexiv2.Image(path)``,
 which rewrites the file in place without a temp file and fails on non-UTF-8 names.
 Every ``RuntimeError``/``UnicodeDecodeError``/``ValueError`` from pyexiv2 becomes a
-MetadataError naming the photo and the cause.
+MetadataError naming the photo and the cause. What exiv2 changes beyond the tags it is
+given (a PNG's ICC chunk, a Photoshop IPTCDigest) is repaired before the bytes are returned.
 """
 
 from __future__ import annotations
@@ -16,8 +17,11 @@ from typing import TypeVar
 
 import pyexiv2
 
+from photoscribe.contenthash import sniff_format
 from photoscribe.errors import MetadataError
-from photoscribe.metadata.fields import NS_PREFIX, NS_URI, OWN_BAGS
+from photoscribe.metadata.fields import BAG_QNAMES, NS_PREFIX, NS_URI, UCS2_KEYS
+from photoscribe.metadata.photoshop import refresh_iptc_digest
+from photoscribe.metadata.png import keep_icc_chunk
 
 Value = str | list[str] | dict[str, str]
 T = TypeVar("T")
@@ -52,6 +56,7 @@ class Photo:
 
     def __init__(self, data: bytes, where: str) -> None:
         self.where = where
+        self._data = data  # the original (a reference, not a copy)
         self._image = self._call("read", lambda: _ImageData(data))
 
     def close(self) -> None:
@@ -61,12 +66,16 @@ class Photo:
         exif, _ = self._call("read", lambda: _read_text(self._image.read_exif))
         iptc, latin1 = self._call("read", lambda: _read_text(self._image.read_iptc))
         xmp = self._call("read", self._image.read_xmp)
+        for key in UCS2_KEYS & exif.keys():  # pyexiv2 keeps the NUL terminator
+            exif[key] = _without_nul(exif[key])
         return Snapshot(values={**exif, **iptc, **xmp}, latin1=latin1)
 
     def rewrite(self, changes: dict[str, Value | None]) -> bytes:
         """Apply ``changes`` (key → value, None deletes) and return the new file's bytes."""
         by_schema: dict[str, dict[str, Value | None]] = {"Exif": {}, "Iptc": {}, "Xmp": {}}
         for key, value in changes.items():
+            if key in UCS2_KEYS and isinstance(value, str):
+                value += "\x00"  # NUL-terminated, as Windows and exiftool write them
             by_schema[key.split(".", 1)[0]][key] = value
         image = self._image
         if by_schema["Exif"]:
@@ -75,12 +84,12 @@ class Photo:
             self._call("write", lambda: image.modify_iptc(by_schema["Iptc"]))
         if by_schema["Xmp"]:
             self._call("write", lambda: image.modify_xmp(by_schema["Xmp"]))
-            # Re-parsing the packet makes exiv2 use each known property's registered array
-            # type (dc:subject → rdf:Bag instead of the rdf:Seq modify_xmp writes); our own
-            # properties are unknown to it, so their Seq is turned into a Bag by hand.
+            # modify_xmp writes every array as rdf:Seq. Re-parsing the packet makes exiv2 use
+            # the array type it has registered for some (dc:subject → rdf:Bag); the others
+            # that must be Bags (lr:hierarchicalSubject, our own) are turned into Bags by hand.
             packet = self._call("read", image.read_raw_xmp)
-            self._call("write", lambda: image.modify_raw_xmp(seqs_to_bags(packet, OWN_BAGS)))
-        return self._call("write", image.get_bytes)
+            self._call("write", lambda: image.modify_raw_xmp(seqs_to_bags(packet, BAG_QNAMES)))
+        return _repair_side_effects(self._data, self._call("write", image.get_bytes))
 
     def _call(self, action: str, fn: Callable[[], T]) -> T:
         try:
@@ -106,6 +115,17 @@ class _ImageData(pyexiv2.ImageData):  # type: ignore[misc]
             if buffer is not None:
                 buffer.destroy()
             raise
+
+
+def _repair_side_effects(old: bytes, new: bytes) -> bytes:
+    """Undo what exiv2 changes beyond the tags it was given: a PNG's re-compressed ICC
+    profile chunk, a Photoshop IPTCDigest left stale (see png.py and photoshop.py)."""
+    fmt = sniff_format(old)
+    if fmt == "png":
+        return keep_icc_chunk(old, new)
+    if fmt in ("jpeg", "tiff"):
+        return refresh_iptc_digest(old, new, fmt)
+    return new
 
 
 def seqs_to_bags(packet: str, qnames: tuple[str, ...]) -> str:
@@ -149,6 +169,10 @@ def _utf8_or_latin1(text: str) -> str:
         return text
 
 
+def _without_nul(value: Value) -> Value:
+    return value.rstrip("\x00") if isinstance(value, str) else value
+
+
 def _all_utf8(value: Value) -> bool:
     items = _items(value)
     return all(item.isascii() or _utf8_or_latin1(item) != item for item in items)
@@ -162,6 +186,18 @@ def _items(value: Value) -> list[str]:
     return [value]
 
 
+# exiv2's messages that name the part of the photo at fault, and what to tell the user.
+_EXPLAINED = (
+    ("XMP Toolkit error", "its XMP packet is damaged, so it is left as it is"),
+    ("Offset of directory", "its EXIF block is damaged, so it is left as it is"),
+    ("pointer references previously read", "its EXIF block is damaged, so it is left as it is"),
+    ("larger than 65535 bytes", "the metadata would not fit into a JPEG segment (64 KB)"),
+)
+
+
 def _cause(exc: BaseException) -> str:
+    """exiv2's reason, prefixed with the damaged part when it names one."""
     text = " ".join(str(exc).split()) or type(exc).__name__
-    return text.removeprefix("Caught Exiv2 exception: ")
+    text = text.removeprefix("Caught Exiv2 exception: ")
+    reason = next((reason for marker, reason in _EXPLAINED if marker in text), None)
+    return f"{reason} (exiv2: {text})" if reason else text

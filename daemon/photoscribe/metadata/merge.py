@@ -6,25 +6,38 @@ Values are in pyexiv2's shapes: a string, a list of strings, or a LangAlt dict
 
 from __future__ import annotations
 
-import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
+from photoscribe.config import MetadataConfig
 from photoscribe.metadata.fields import (
     CAMERA_PLACEHOLDERS,
     FIELDS,
     IPTC_CHARSET_KEY,
     IPTC_UTF8,
+    MAKERNOTE_KEY,
+    PARSED_MAKERNOTE_PREFIX,
+    RELOCATABLE_MAKERNOTES,
     X_DEFAULT,
     Kind,
     Tag,
     tag,
+    tag_by_key,
     tags_for,
+)
+from photoscribe.metadata.keywords import as_list, merge_keywords, read_keywords
+from photoscribe.metadata.text import (
+    clean_description,
+    dedupe,
+    fit_text,
+    join_xp,
+    path_to_tag,
 )
 from photoscribe.records import Annotation
 
 Value = str | list[str] | dict[str, str]
 Values = Mapping[str, Value]
+FieldValue = str | list[str]
 
 
 @dataclass(frozen=True)
@@ -32,60 +45,30 @@ class Existing:
     """What a photo holds now."""
 
     description: str | None
-    keywords: tuple[str, ...]  # dc:subject ∪ IPTC Keywords, in order, deduped case-insensitively
+    keywords: tuple[str, ...]  # dc:subject ∪ IPTC ∪ XPKeywords, deduped case-insensitively
     ours: tuple[str, ...]  # keywords photoscribe recorded that it added
     our_description: str | None  # the description photoscribe recorded that it wrote
+    hierarchy: tuple[str, ...] = ()  # lr:hierarchicalSubject ∪ digiKam TagsList, "A|B"
+    our_hierarchy: tuple[str, ...] = ()  # the paths photoscribe recorded that it added
 
 
 @dataclass(frozen=True)
 class Plan:
     changes: dict[str, Value | None]  # exiv2 key → new value (None: delete); {} = no-op
-    keywords: tuple[str, ...]  # all keywords after the write
+    keywords: tuple[str, ...]  # all flat keywords after the write
     description: str | None  # the description after the write
 
 
-def sanitize_keyword(text: str) -> str | None:
-    """Trim, drop control characters and ASCII commas (darktable splits on them), squeeze
-    whitespace; None when nothing is left."""
-    chars = (" " if ch == "," or unicodedata.category(ch) == "Cc" else ch for ch in text)
-    return " ".join("".join(chars).split()) or None
-
-
-def keyword_key(text: str) -> str:
-    """Keywords that differ only in case (or Unicode normal form) are the same keyword."""
-    return unicodedata.normalize("NFC", text).casefold()
-
-
-def truncate_utf8(text: str, max_bytes: int) -> str:
-    """``text`` cut to at most ``max_bytes`` UTF-8 bytes without splitting a character."""
-    encoded = text.encode("utf-8")
-    if len(encoded) <= max_bytes:
-        return text
-    return encoded[:max_bytes].decode("utf-8", "ignore")
-
-
-def clean_description(text: str | None) -> str | None:
-    """Strip, normalise line ends, drop control characters other than newline and tab."""
-    if text is None:
-        return None
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    kept = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch) != "Cc")
-    return kept.strip() or None
-
-
 def existing_from(values: Values) -> Existing:
-    """Read the logical fields; an IPTC keyword that is a cut XMP keyword is no new one."""
-    xmp_tag, iptc_tag = FIELDS["keywords"]
-    xmp_words = _as_list(values.get(xmp_tag.key))
-    iptc_words = _as_list(values.get(iptc_tag.key))
-    limit = iptc_tag.max_bytes or 64
-    truncated = {keyword_key(truncate_utf8(word, limit)) for word in xmp_words}
-    iptc_only = [word for word in iptc_words if keyword_key(word) not in truncated]
+    """The logical fields of a photo holding ``values``."""
+    state = read_keywords(values)
     return Existing(
         description=_current_description(values),
-        keywords=tuple(_dedupe([*xmp_words, *iptc_only])),
-        ours=tuple(_as_list(values.get(tag("added_keywords").key))),
+        keywords=state.flat,
+        ours=state.ours,
         our_description=_as_text(tag("added_description"), values),
+        hierarchy=state.paths,
+        our_hierarchy=state.our_paths,
     )
 
 
@@ -95,41 +78,64 @@ def plan(
     ann: Annotation,
     *,
     schemas: frozenset[str],
-    overwrite_description: bool,
+    options: MetadataConfig,
     provenance: Mapping[str, str],
+    exif_required: Mapping[str, str] | None = None,
 ) -> Plan:
-    """The tag changes that bring ``ann`` into a photo holding ``values``."""
-    existing = existing_from(values)
-    ours = {keyword_key(word) for word in existing.ours}
-    # The user's own keywords are kept verbatim (never rewritten); only ours are sanitised.
-    user = _dedupe(w for w in existing.keywords if keyword_key(w) not in ours)
-    user_keys = {keyword_key(word) for word in user}
-    added = [w for w in _dedupe(_sanitized(ann.keywords)) if keyword_key(w) not in user_keys]
-    fields: dict[str, str | list[str]] = {
-        "keywords": user + added,
-        "added_keywords": added,
+    """The tag changes that bring ``ann`` into a photo holding ``values``.
+
+    ``exif_required``: tags to add when photoscribe creates the EXIF block itself.
+    """
+    words = merge_keywords(read_keywords(values), ann.keywords, options.keyword_root)
+    fields: dict[str, FieldValue] = {
+        "keywords": words.flat,
+        "hierarchy": words.paths,
+        "added_keywords": words.added,
+        "added_hierarchy": words.added_paths,
         "model": ann.model,
         "content_hash": ann.content_hash,
     }
-    description = clean_description(ann.description)
-    if description is not None and (
-        overwrite_description
-        or existing.description is None
-        or _description_is_ours(values, existing.our_description)
-    ):
+    description = _description(values, ann, options.overwrite_description)
+    if description is not None:
         fields["description"] = fields["added_description"] = description
-    else:
-        description = existing.description
     wanted = _wanted_tags(fields, schemas)
     changes = {key: value for key, value in wanted.items() if _current(key, values) != value}
     changes.update(_iptc_charset(wanted, values, latin1))
     if changes:
         changes.update(_wanted_tags(dict(provenance), schemas))
-    return Plan(changes=changes, keywords=tuple(user + added), description=description)
+        changes.update(_exif_basics(values, changes, exif_required or {}))
+    if description is None:
+        description = _current_description(values)
+    return Plan(changes=changes, keywords=tuple(words.flat), description=description)
+
+
+def exif_can_move(values: Values) -> bool:
+    """False when rewriting the EXIF block would break its maker note: one that exiv2 could
+    not parse (it is copied as a blob) and whose format does not use offsets of its own."""
+    note = values.get(MAKERNOTE_KEY)
+    if not isinstance(note, str) or any(k.startswith(PARSED_MAKERNOTE_PREFIX) for k in values):
+        return True
+    try:  # pyexiv2 gives an undefined value as decimal bytes: "65 112 112 ..."
+        head = bytes(int(byte) for byte in note.split()[:16])
+    except ValueError:
+        return False
+    return head.startswith(RELOCATABLE_MAKERNOTES)
+
+
+def _description(values: Values, ann: Annotation, overwrite: bool) -> str | None:
+    """The description to write, or None to leave the photo's description as it is."""
+    description = clean_description(ann.description)
+    if description is None:
+        return None
+    current = _current_description(values)
+    ours = _as_text(tag("added_description"), values)
+    if overwrite or current is None or _description_is_ours(values, ours):
+        return description
+    return None
 
 
 def _wanted_tags(
-    fields: Mapping[str, str | list[str]], schemas: frozenset[str]
+    fields: Mapping[str, FieldValue], schemas: frozenset[str]
 ) -> dict[str, Value | None]:
     return {
         one.key: _fit(one, value)
@@ -138,30 +144,31 @@ def _wanted_tags(
     }
 
 
-def _fit(one: Tag, value: str | list[str]) -> Value | None:
+def _fit(one: Tag, value: FieldValue) -> Value | None:
     """``value`` in the shape and size ``one`` stores (None when there is nothing to store)."""
-    if not value:
-        return None
-    if one.kind in (Kind.BAG, Kind.REPEATED):
+    if one.is_list:
         words = [value] if isinstance(value, str) else list(value)
-        if one.max_bytes:
-            words = _dedupe(truncate_utf8(word, one.max_bytes) for word in words)
-        return words
-    text = truncate_utf8(str(value), one.max_bytes) if one.max_bytes else str(value)
+        words = [path_to_tag(one, word) for word in words]
+        if one.kind is Kind.JOINED:
+            return join_xp(one, words) or None
+        return dedupe(fit_text(one, word) for word in words) or None
+    text = fit_text(one, str(value)) if value else ""
+    if not text:
+        return None
     return {X_DEFAULT: text} if one.kind is Kind.LANG_ALT else text
 
 
 def _current(key: str, values: Values) -> Value | None:
     """The value of ``key`` in the shape _fit produces, to compare the two."""
-    one = _tag_by_key(key)
+    one = tag_by_key(key)
     raw = values.get(key)
     if raw is None or one is None:
         return raw
-    if one.kind in (Kind.BAG, Kind.REPEATED):
-        return _as_list(raw) or None
+    if one.is_list and one.kind is not Kind.JOINED:
+        return as_list(raw) or None
     if one.kind is Kind.LANG_ALT and isinstance(raw, str):
         return {X_DEFAULT: raw}
-    return raw
+    return raw or None
 
 
 def _iptc_charset(
@@ -175,6 +182,15 @@ def _iptc_charset(
     return {IPTC_CHARSET_KEY: IPTC_UTF8, **reencoded}
 
 
+def _exif_basics(
+    values: Values, changes: Mapping[str, Value | None], required: Mapping[str, str]
+) -> dict[str, Value | None]:
+    """``required`` when this write creates the EXIF block (the photo had no EXIF tag)."""
+    had_exif = any(key.startswith("Exif.") for key in values)
+    writes_exif = any(k.startswith("Exif.") and v is not None for k, v in changes.items())
+    return dict(required) if writes_exif and not had_exif else {}
+
+
 def _current_description(values: Values) -> str | None:
     for one in FIELDS["description"]:
         text = _meaningful(_as_text(one, values))
@@ -184,13 +200,12 @@ def _current_description(values: Values) -> str | None:
 
 
 def _description_is_ours(values: Values, ours: str | None) -> bool:
-    """True when every description the photo holds is the one photoscribe wrote."""
+    """True when every description the photo holds is (a cut of) the one photoscribe wrote."""
     if ours is None:
         return False
     for one in FIELDS["description"]:
         text = _meaningful(_as_text(one, values))
-        expected = truncate_utf8(ours, one.max_bytes) if one.max_bytes else ours
-        if text is not None and text != _meaningful(expected):
+        if text is not None and text != _meaningful(fit_text(one, ours)):
             return False
     return True
 
@@ -209,31 +224,3 @@ def _meaningful(text: str | None) -> str | None:
     if text is None or not text.strip() or text.strip().casefold() in CAMERA_PLACEHOLDERS:
         return None
     return text.strip()
-
-
-def _as_list(raw: Value | None) -> list[str]:
-    if raw is None:
-        return []
-    if isinstance(raw, str):
-        return [raw] if raw else []
-    if isinstance(raw, dict):
-        return list(raw.values())
-    return [word for word in raw if word]
-
-
-def _sanitized(words: Iterable[str]) -> list[str]:
-    return [clean for word in words if (clean := sanitize_keyword(word)) is not None]
-
-
-def _dedupe(words: Iterable[str]) -> list[str]:
-    seen: set[str] = set()
-    kept = []
-    for word in words:
-        if keyword_key(word) not in seen:
-            seen.add(keyword_key(word))
-            kept.append(word)
-    return kept
-
-
-def _tag_by_key(key: str) -> Tag | None:
-    return next((one for tags in FIELDS.values() for one in tags if one.key == key), None)

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
 import photoscribe
+from photoscribe.config import MetadataConfig
 from photoscribe.contenthash import content_hash, sniff_format
 from photoscribe.errors import DecodeError, MetadataError, PhotoChangedError
 from photoscribe.fsutil import atomic_replace, display, file_stat
 from photoscribe.metadata import backend
-from photoscribe.metadata.fields import WRITABLE_SCHEMAS
-from photoscribe.metadata.merge import Existing, Plan, existing_from, plan
+from photoscribe.metadata.fields import EXIF_IFD0_REQUIRED, WRITABLE_SCHEMAS
+from photoscribe.metadata.merge import Existing, Plan, exif_can_move, existing_from, plan
 from photoscribe.records import Annotation, FileStat, WriteOutcome
 
 FORMAT_NAMES = {"heif": "HEIF/AVIF"}
@@ -28,15 +30,17 @@ def write_annotation(
     ann: Annotation,
     *,
     expected_hash: str,
-    overwrite_description: bool = False,
+    config: MetadataConfig | None = None,
     dry_run: bool = False,
 ) -> WriteOutcome:
     """Merge ``ann`` into the photo at ``path`` and replace the file atomically.
 
-    Raises PhotoChangedError when the photo is not the one that was tagged
-    (``expected_hash``) or changes meanwhile, DecodeError when it is no readable
-    image, MetadataError when its metadata cannot be written. The file is untouched
-    whenever an error is raised, and when nothing would change (``changed=False``).
+    ``config`` (the ``metadata:`` settings) decides whether a user's description is
+    overwritten and under which root the keyword paths go. Raises PhotoChangedError
+    when the photo is not the one that was tagged (``expected_hash``) or changes
+    meanwhile, DecodeError when it is no readable image, MetadataError when its
+    metadata cannot be written. The file is untouched whenever an error is raised,
+    and when nothing would change (``changed=False``).
     """
     where = display(path)
     before, data = _read(path, where)
@@ -47,9 +51,10 @@ def write_annotation(
             snapshot.values,
             snapshot.latin1,
             ann,
-            schemas=WRITABLE_SCHEMAS[fmt],
-            overwrite_description=overwrite_description,
+            schemas=_schemas(fmt, snapshot.values, where),
+            options=config or MetadataConfig(),
             provenance=_provenance(),
+            exif_required=EXIF_IFD0_REQUIRED.get(fmt),
         )
         if not result.changes or dry_run:
             stat = None if dry_run else before
@@ -99,6 +104,20 @@ def _writable_format(data: bytes, expected_hash: str, where: str) -> str:
             f"{where}: the image changed since it was tagged; it will be tagged again"
         )
     return fmt
+
+
+def _schemas(fmt: str, values: Mapping[str, object], where: str) -> frozenset[str]:
+    """What to write into this photo. A maker note that would break when moved keeps the
+    EXIF block as it is (a JPEG's XMP and IPTC are separate segments; in a TIFF every write
+    lays out IFD0 anew, so nothing can be written)."""
+    if exif_can_move(values):
+        return WRITABLE_SCHEMAS[fmt]
+    if fmt == "tiff":
+        raise MetadataError(
+            f"{where}: its camera maker note uses absolute offsets that rewriting the TIFF "
+            "would break; not writing (use an XMP sidecar)"
+        )
+    return WRITABLE_SCHEMAS[fmt] - {"exif"}
 
 
 def _check_pixels_kept(new_data: bytes, expected_hash: str, where: str) -> None:

@@ -32,6 +32,12 @@ class StoreError(PhotoscribeError):
     exit_code = 4
 
 
+class AlreadyRunningError(PhotoscribeError):
+    """Another `photoscribe run` already holds the instance lock on the same index."""
+
+    exit_code = 5
+
+
 class PhotoError(PhotoscribeError):
     """One photo cannot be processed; recorded as a failure, the scan goes on."""
 

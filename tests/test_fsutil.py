@@ -45,3 +45,13 @@ def test_temp_names_are_hidden_and_recognised(tmp_path: Path) -> None:
     assert is_temp_name(".a.jpg.0123abcd.photoscribe-tmp")
     assert not is_temp_name("a.jpg")
     assert display(Path(os.fsdecode(b"caf\xe9.jpg"))) == "caf\\xe9.jpg"
+
+
+def test_keep_mtime_gives_the_new_file_the_old_time(tmp_path: Path) -> None:
+    path = tmp_path / "a.jpg"
+    path.write_bytes(b"old")
+    os.utime(path, ns=(1_500_000_000_000_000_000, 1_500_000_000_000_000_000))
+    after = atomic_replace(path, b"newer", file_stat(path), keep_mtime=True)
+    assert after.mtime_ns == 1_500_000_000_000_000_000 and path.read_bytes() == b"newer"
+    after = atomic_replace(path, b"newest", after)
+    assert after.mtime_ns > 1_500_000_000_000_000_000

@@ -283,7 +283,7 @@ def test_index_only_mode_never_touches_photos(photos: Path, run: Run, fake_llm) 
     assert fake_llm.requests == []
     code, out, _ = run("status", "--json")
     status = json.loads(out)
-    assert status["counts"] == {"done": 0, "needs_caption": 4, "failed": 0}
+    assert status["counts"] == {"done": 0, "needs_caption": 4, "failed": 0, "undone": 0}
 
 
 def test_caption_retry_pending_fills_waiting_captions(photos: Path, run: Run, fake_llm) -> None:

@@ -44,3 +44,27 @@ def test_stale_temp_files_are_removed_fresh_ones_kept(tmp_path: Path) -> None:
     assert find_photos([tmp_path], ScanConfig()) == []
     assert not stale.exists()
     assert fresh.exists()
+
+
+def test_include_and_exclude_globs(tmp_path: Path) -> None:
+    from photoscribe.config import ScanConfig
+    from photoscribe.scanner import accepts, find_photos
+
+    for rel in ("a.jpg", "2019/b.jpg", "2019/@eaDir/c.jpg", "x/private/d.jpg", "x/e.png"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    names = lambda cfg: [p.relative_to(tmp_path).as_posix() for p in find_photos([tmp_path], cfg)]  # noqa: E731
+    assert names(ScanConfig()) == ["2019/b.jpg", "a.jpg", "x/e.png", "x/private/d.jpg"]
+    # a user's exclude list replaces the default one (so @eaDir is back)
+    assert names(ScanConfig(exclude=("*/private/*", "*.png"))) == [
+        "2019/@eaDir/c.jpg",
+        "2019/b.jpg",
+        "a.jpg",
+    ]
+    assert names(ScanConfig(include=("2019",))) == ["2019/b.jpg"]
+    assert names(ScanConfig(include=("*.png", "2019/*"))) == ["2019/b.jpg", "x/e.png"]
+    # the daemon asks the same question for one path
+    assert not accepts(tmp_path / "2019/@eaDir/c.jpg", tmp_path, ScanConfig())
+    assert not accepts(tmp_path / ".hidden/f.jpg", tmp_path, ScanConfig())
+    assert not accepts(tmp_path / "a.txt", tmp_path, ScanConfig())
+    assert accepts(tmp_path / "2019/b.jpg", tmp_path, ScanConfig())

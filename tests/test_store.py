@@ -21,7 +21,7 @@ def test_migrations_are_recorded_once(tmp_path: Path) -> None:
     open_store(db)
     open_store(db)
     rows = sqlite3.connect(db).execute("SELECT name FROM migrations").fetchall()
-    assert rows == [("0001_photos",)]
+    assert rows == [("0001_photos",), ("0002_queue",), ("0003_journal",)]
 
 
 def test_tagged_then_captioned_is_searchable(tmp_path: Path) -> None:

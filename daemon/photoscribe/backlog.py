@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 
 from photoscribe.captioning import CaptionStage, Done
 from photoscribe.progress import Progress
@@ -20,19 +21,35 @@ def fill_captions(
     writer: Writer,
     store: PhotoStore,
     progress: Progress,
-) -> None:
+    stop: threading.Event | None = None,
+    context_of: Callable[[bytes], str | None] | None = None,
+) -> int:
     """Ask for each row's caption (bounded concurrency); the writer puts it into the photo.
 
-    Stops asking as soon as the LLM is unavailable; those rows wait for a later run.
+    Stops asking as soon as the LLM is unavailable (or ``stop`` is set); those rows wait
+    for a later run. Returns how many captions were asked for.
     """
     if not rows or not captions.available:
-        return
+        return 0
     log.info("writing captions for %d photos that have keywords only", len(rows))
     progress.start(len(rows), "captions")
-    for row in rows:
-        if not captions.submit(row.keywords, _on_caption(row, writer, store, progress)):
+    for asked, row in enumerate(rows):
+        if stop is not None and stop.is_set():
+            return asked
+        done = _on_caption(row, writer, store, progress)
+        if not captions.submit(row.keywords, done, stop, _context(row, context_of)):
             log.warning("the LLM is unavailable; the remaining captions wait for the next run")
-            return
+            return asked
+    return len(rows)
+
+
+def _context(row: PhotoRow, context_of: Callable[[bytes], str | None] | None) -> str | None:
+    if context_of is None:
+        return None
+    try:
+        return context_of(row.path.read_bytes())
+    except OSError:
+        return None
 
 
 def _on_caption(row: PhotoRow, writer: Writer, store: PhotoStore, progress: Progress) -> Done:

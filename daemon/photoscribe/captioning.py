@@ -26,7 +26,7 @@ class CaptionSource(Protocol):
     @property
     def available(self) -> bool: ...
 
-    def caption(self, keywords: Sequence[Keyword]) -> str: ...
+    def caption(self, keywords: Sequence[Keyword], context: str | None = None) -> str: ...
 
 
 class CaptionStage:
@@ -40,23 +40,32 @@ class CaptionStage:
     def available(self) -> bool:
         return self.source is not None and self.source.available
 
-    def offer(self, keywords: Sequence[Keyword], on_done: Done) -> bool:
+    def offer(self, keywords: Sequence[Keyword], on_done: Done, context: str | None = None) -> bool:
         """Start a caption if a slot is free; False means 'go ahead without one'."""
         if not self.available or not keywords or not self._slots.acquire(blocking=False):
             return False
-        self._start(keywords, on_done)
+        self._start(keywords, on_done, context)
         return True
 
-    def submit(self, keywords: Sequence[Keyword], on_done: Done) -> bool:
-        """Start a caption, waiting for a slot; False when the LLM is unavailable."""
+    def submit(
+        self,
+        keywords: Sequence[Keyword],
+        on_done: Done,
+        stop: threading.Event | None = None,
+        context: str | None = None,
+    ) -> bool:
+        """Start a caption, waiting for a slot; False when the LLM is unavailable (or
+        ``stop`` is set while waiting)."""
         if not self.available or not keywords:
             return False
-        self._slots.acquire()
-        self._start(keywords, on_done)
+        while not self._slots.acquire(timeout=0.5):
+            if (stop is not None and stop.is_set()) or not self.available:
+                return False
+        self._start(keywords, on_done, context)
         return True
 
-    def _start(self, keywords: Sequence[Keyword], on_done: Done) -> None:
-        future = self._pool.submit(self._run, keywords, on_done)
+    def _start(self, keywords: Sequence[Keyword], on_done: Done, context: str | None) -> None:
+        future = self._pool.submit(self._run, keywords, on_done, context)
         self._futures.add(future)
         future.add_done_callback(self._futures.discard)
 
@@ -64,26 +73,29 @@ class CaptionStage:
         """Wait until every caption started so far has been handed to its callback."""
         wait(list(self._futures))
 
-    def _run(self, keywords: Sequence[Keyword], on_done: Done) -> None:
+    def _run(self, keywords: Sequence[Keyword], on_done: Done, context: str | None) -> None:
         try:
-            caption, reason = self._ask(keywords)
+            caption, reason = self._ask(keywords, context)
             on_done(caption, reason)
         except Exception:  # a bug in on_done must not kill the pool silently
             log.exception("caption callback failed")
         finally:
             self._slots.release()
 
-    def _ask(self, keywords: Sequence[Keyword]) -> tuple[str | None, str | None]:
+    def _ask(
+        self, keywords: Sequence[Keyword], context: str | None
+    ) -> tuple[str | None, str | None]:
         assert self.source is not None
         try:
-            return self.source.caption(keywords), None
+            return self.source.caption(keywords, context), None
         except CaptionRejected as exc:
             return None, f"caption rejected: {exc}"
         except CaptionError as exc:
             return None, f"caption unavailable: {exc}"
 
-    def close(self) -> None:
-        self._pool.shutdown(wait=True)
+    def close(self, *, cancel: bool = False) -> None:
+        """Stop; ``cancel`` drops captions not started yet (their photos stay queued)."""
+        self._pool.shutdown(wait=True, cancel_futures=cancel)
         close = getattr(self.source, "close", None)
         if close is not None:
             close()

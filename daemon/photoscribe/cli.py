@@ -19,6 +19,7 @@ from photoscribe.records import State, Summary
 
 log = logging.getLogger("photoscribe")
 MAX_FAILURES_SHOWN = 20
+DAEMON_STALE_S = 30.0  # a running daemon publishes its state every few seconds
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--force", action="store_true", help="re-tag photos already done")
     scan.add_argument("--no-caption", action="store_true", help="keywords only, no LLM calls")
     scan.set_defaults(func=cmd_scan)
+
+    run = sub.add_parser(
+        "run", help="watch the configured folders and process photos as they arrive (daemon)"
+    )
+    run.set_defaults(func=cmd_run)
 
     search = sub.add_parser("search", help="find photos by caption, keywords and CLIP similarity")
     search.add_argument("text")
@@ -79,6 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
     describe.add_argument("photo", type=Path)
     describe.set_defaults(func=cmd_describe)
 
+    undo = sub.add_parser(
+        "undo", help="take photoscribe's metadata out of photos and restore what it replaced"
+    )
+    undo.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="photos or folders")
+    undo.add_argument("--all", action="store_true", help="every photo photoscribe wrote")
+    undo.add_argument("--dry-run", action="store_true", help="show what would change only")
+    undo.set_defaults(func=cmd_undo)
+
     doctor = sub.add_parser("doctor", help="check the index, the CLIP weights and the LLM server")
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
     doctor.set_defaults(func=cmd_doctor)
@@ -94,6 +108,24 @@ def cmd_scan(config: Config, args: argparse.Namespace) -> int:
     )
     print_summary(summary)
     return 1 if summary.failed else 0
+
+
+def cmd_run(config: Config, args: argparse.Namespace) -> int:
+    import signal
+
+    from photoscribe.daemon import Controls
+    from photoscribe.service import run_daemon
+
+    controls = Controls()
+    signal.signal(signal.SIGTERM, lambda *_: controls.request_stop())
+    signal.signal(signal.SIGINT, lambda *_: controls.request_stop())
+    signal.signal(signal.SIGHUP, lambda *_: controls.request_reload())
+
+    def reload_config() -> Config:
+        return load_config(args.config, explicit=args.config is not None)
+
+    run_daemon(config, controls, reload_config)
+    return 0
 
 
 def print_summary(s: Summary, out: TextIO | None = None) -> None:
@@ -131,15 +163,19 @@ def cmd_search(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_status(config: Config, args: argparse.Namespace) -> int:
     from photoscribe.store import open_store
+    from photoscribe.store.queue import queue_depth
 
     store = open_store(config.index_path, readonly=True)
     counts = store.counts()
     failures = store.last_failures(10)
+    daemon = daemon_status(store)
     if args.json:
         json.dump(
             {
                 "index": str(config.index_path),
                 "counts": {s.value: n for s, n in counts.items()},
+                "queued": queue_depth(store),
+                "daemon": daemon,
                 "last_failures": [{"path": str(r.path), "reason": r.error} for r in failures],
             },
             sys.stdout,
@@ -152,9 +188,44 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
     print(f"  done (keywords + caption): {counts[State.DONE]}")
     print(f"  keywords, waiting for a caption: {counts[State.NEEDS_CAPTION]}")
     print(f"  failed: {counts[State.FAILED]}")
+    if counts[State.UNDONE]:
+        print(f"  undone (photoscribe's metadata taken out): {counts[State.UNDONE]}")
     for row in failures:
         print(f"    {display(row.path)}: {row.error}")
+    print(describe_daemon(daemon))
     return 0
+
+
+def daemon_status(store) -> dict | None:
+    """What a running `photoscribe run` last published, or None if none runs."""
+    from photoscribe.store.queue import read_state
+
+    found = read_state(store, "daemon")
+    if found is None:
+        return None
+    state, age = found
+    alive = state.get("state") == "running" and age < DAEMON_STALE_S and _pid_alive(state)
+    return {**state, "running": alive, "age_s": round(age, 1)}
+
+
+def _pid_alive(state: dict) -> bool:
+    try:
+        os.kill(int(state.get("pid", 0)), 0)
+    except PermissionError:
+        return True  # runs as another user (the service)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def describe_daemon(daemon: dict | None) -> str:
+    if not daemon or not daemon["running"]:
+        return "daemon: not running"
+    return (
+        f"daemon: running (pid {daemon['pid']}) · {daemon['status']}\n"
+        f"  in progress: {daemon['in_progress']} · CLIP model {daemon['model']} · "
+        f"LLM {daemon['llm']}"
+    )
 
 
 def _quiet_libraries(record: logging.LogRecord) -> bool:
@@ -188,6 +259,34 @@ def cmd_describe(config: Config, args: argparse.Namespace) -> int:
     sys.stdout.write("\n")
     print("keywords: " + ", ".join(f"{k.label} ({k.score:.2f})" for k in tagging.keywords))
     return 0
+
+
+def cmd_undo(config: Config, args: argparse.Namespace) -> int:
+    from photoscribe.errors import ConfigError
+    from photoscribe.service import undo
+
+    if bool(args.paths) == args.all:
+        raise ConfigError("give the photos or folders to undo, or --all (not both)")
+    summary = undo(config, args.paths, everything=args.all, dry_run=args.dry_run, show=show_plan)
+    verb = "would be restored" if args.dry_run else "restored"
+    print(f"{summary.tagged} photos {verb}, {summary.failed} failed")
+    for path, reason in summary.failures[:MAX_FAILURES_SHOWN]:
+        print(f"  failed: {display(path)}: {reason}")
+    return 1 if summary.failed else 0
+
+
+def show_plan(plan) -> None:  # an undo.UndoPlan or a metadata dry-run plan
+    if not plan.changes:
+        print(f"{display(plan.path)}: nothing to change")
+        return
+    print(display(plan.path))
+    for key, value in plan.changes.items():
+        print(f"    {key}: {_short(plan.current.get(key))} → {_short(value)}")
+
+
+def _short(value, limit: int = 80) -> str:
+    text = "(none)" if value is None else json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def cmd_doctor(config: Config, args: argparse.Namespace) -> int:

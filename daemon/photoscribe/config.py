@@ -18,10 +18,14 @@ from typing import Any, Literal
 import yaml
 
 from photoscribe.errors import ConfigError
+from photoscribe.formats import PHOTO_EXTENSIONS
 
 ENV_CONFIG = "PHOTOSCRIBE_CONFIG"
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp")
+IMAGE_EXTENSIONS = PHOTO_EXTENSIONS  # JPEG, PNG, TIFF, WebP, HEIF/AVIF and camera RAWs
+CONTEXT_FIELDS = ("date", "time_of_day", "season", "camera", "place")
 DEFAULT_TEMPLATES = ("a photo of {}.", "a photo of the {}.", "{}")
+# NAS thumbnail and recycle folders (Synology, QNAP, Samba); hidden ones are skipped anyway.
+DEFAULT_EXCLUDE = ("@eaDir", "#recycle", "#snapshot", "$RECYCLE.BIN")
 
 
 def _state_dir() -> Path:
@@ -80,20 +84,57 @@ class LLMConfig:
     max_tokens: int = 256
     temperature: float = 0.7
     concurrency: int = 2
+    cooldown: float = 60.0  # after 3 failures in a row, seconds before asking again
+    # Facts from the photo's own metadata added to the prompt (privacy: none by default):
+    # any of date, time_of_day, season, camera, place (a place name, never GPS coordinates).
+    context: tuple[str, ...] = ()
+    hemisphere: Literal["auto", "north", "south"] = "auto"  # for seasons; auto: GPS, else north
 
 
 @dataclass(frozen=True)
 class MetadataConfig:
     write: bool = True  # false: index only, never touch the photos
     overwrite_description: bool = False  # replace a description the user wrote
+    # Parent of photoscribe's keywords in the hierarchical keyword tags (lr:hierarchicalSubject
+    # "AI|cat", digiKam TagsList "AI/cat"); "" = top level. Flat keyword tags get "cat".
+    keyword_root: str = ""
+
+    def __post_init__(self) -> None:
+        root = self.keyword_root
+        parts = root.replace("/", "|").split("|")
+        bad = [p for p in parts if not p.strip() or "," in p or not p.isprintable()]
+        if root and bad:
+            raise ConfigError(
+                f"metadata.keyword_root: {root!r} must be names separated by '|' or '/', "
+                'each non-empty, without commas or control characters (e.g. "AI")'
+            )
 
 
 @dataclass(frozen=True)
 class ScanConfig:
     extensions: tuple[str, ...] = IMAGE_EXTENSIONS
+    # Glob patterns: one without "/" matches any single name in the path (file or folder);
+    # one with "/" matches the whole path relative to the scanned folder.
+    include: tuple[str, ...] = ()  # when set, only matching photos
+    exclude: tuple[str, ...] = DEFAULT_EXCLUDE
     skip_hidden: bool = True
     follow_symlinks: bool = False
     decode_workers: int = 2
+
+
+@dataclass(frozen=True)
+class WatchConfig:
+    """`photoscribe run`: the folders the daemon watches and how it paces itself."""
+
+    folders: tuple[Path, ...] = ()  # watched with inotify
+    poll_folders: tuple[Path, ...] = ()  # watched by polling (NFS/SMB mounts inotify can't see)
+    poll_interval: float = 30.0  # seconds between polls of poll_folders
+    settle_seconds: float = 2.0  # a file must stay unchanged this long before it is read
+    batch_wait: float = 1.0  # wait this long for a batch to fill while photos keep arriving
+    idle_unload_minutes: float = 10.0  # free the CLIP model after this long idle; 0 = never
+    caption_retry_seconds: float = 60.0  # first wait before asking the LLM again (doubles)
+    rescan_hours: float = 24.0  # full catch-up scan this often (besides start); 0 = never
+    stuck_minutes: float = 10.0  # no progress this long with work queued: stop watchdog pings
 
 
 @dataclass(frozen=True)
@@ -112,6 +153,7 @@ class Config:
     llm: LLMConfig = LLMConfig()
     metadata: MetadataConfig = MetadataConfig()
     scan: ScanConfig = ScanConfig()
+    watch: WatchConfig = WatchConfig()
     search: SearchConfig = SearchConfig()
 
     def llm_api_key(self) -> str:
@@ -217,6 +259,24 @@ def _convert_scalar(hint: Any, value: Any, where: str) -> Any:
     return value
 
 
+USER_PROMPT_HELP = (
+    "llm.user_prompt must contain {keywords} or {keywords_scored}, and may contain {context}; "
+    "write other braces doubled: {{ }}"
+)
+
+
+def _user_prompt_ok(template: str | None) -> bool:
+    if template is None:
+        return True
+    if "{keywords}" not in template and "{keywords_scored}" not in template:
+        return False
+    try:
+        template.format(keywords="", keywords_scored="", context="")
+    except (KeyError, IndexError, ValueError):
+        return False
+    return True
+
+
 def validate(config: Config) -> Config:
     """Range checks that types alone cannot express."""
     checks = [
@@ -225,13 +285,19 @@ def validate(config: Config) -> Config:
         (0 <= config.tagging.min_score <= 1, "tagging.min_score must be between 0 and 1"),
         (config.llm.concurrency >= 1, "llm.concurrency must be at least 1"),
         (config.llm.timeout > 0, "llm.timeout must be positive"),
+        (config.llm.cooldown > 0, "llm.cooldown must be positive"),
+        (
+            set(config.llm.context) <= set(CONTEXT_FIELDS),
+            f"llm.context may list only: {', '.join(CONTEXT_FIELDS)}",
+        ),
         (config.llm.retries >= 0, "llm.retries must not be negative"),
         (config.scan.decode_workers >= 1, "scan.decode_workers must be at least 1"),
+        (config.watch.settle_seconds >= 0, "watch.settle_seconds must not be negative"),
+        (config.watch.poll_interval > 0, "watch.poll_interval must be positive"),
+        (config.watch.caption_retry_seconds > 0, "watch.caption_retry_seconds must be positive"),
+        (config.watch.stuck_minutes > 0, "watch.stuck_minutes must be positive"),
         (all("{}" in t for t in config.tagging.templates), "each tagging template needs {}"),
-        (
-            config.llm.user_prompt is None or "{keywords}" in config.llm.user_prompt,
-            "llm.user_prompt must contain {keywords}",
-        ),
+        (_user_prompt_ok(config.llm.user_prompt), USER_PROMPT_HELP),
     ]
     for ok, message in checks:
         if not ok:

@@ -57,6 +57,13 @@ def sniff_format(data: bytes) -> str | None:
     return None
 
 
+def file_hash(data: bytes) -> str:
+    """For files photoscribe never writes into (RAW, HEIF: they get sidecars): all bytes."""
+    if not data:
+        raise DecodeError("the file is empty (0 bytes), not an image")
+    return "file:" + hashlib.sha256(data).hexdigest()
+
+
 def content_hash(data: bytes) -> str:
     """``scheme:hexdigest`` of the image data in ``data``; raises DecodeError for non-images."""
     if not data:

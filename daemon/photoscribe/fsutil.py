@@ -34,13 +34,16 @@ def temp_path_for(path: Path) -> Path:
     return path.with_name(f"{TEMP_PREFIX}{path.name}.{token}{TEMP_SUFFIX}")
 
 
-def atomic_replace(path: Path, data: bytes, expected: FileStat) -> FileStat:
+def atomic_replace(
+    path: Path, data: bytes, expected: FileStat, *, keep_mtime: bool = False
+) -> FileStat:
     """Replace ``path`` with ``data`` so a crash leaves either the old or the new file.
 
     Writes a hidden temp file beside it with the original's mode and owner, fsyncs
     it, checks that ``path`` is still the version we read (``expected``), renames
     over it and fsyncs the folder. Raises PhotoChangedError (and writes nothing) when another
-    program changed the file meanwhile.
+    program changed the file meanwhile. ``keep_mtime``: the new file gets the original's
+    modification time (some photo managers then never notice the change).
     """
     original = _check_unchanged(path, expected)  # fail before writing anything
     tmp = temp_path_for(path)
@@ -49,6 +52,8 @@ def atomic_replace(path: Path, data: bytes, expected: FileStat) -> FileStat:
         try:
             _write_all(fd, data)
             _copy_owner_and_mode(fd, original)
+            if keep_mtime:
+                os.utime(fd, ns=(original.st_atime_ns, original.st_mtime_ns))
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -70,9 +75,12 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def _copy_owner_and_mode(fd: int, original: os.stat_result) -> None:
-    os.fchmod(fd, original.st_mode & 0o7777)
-    with contextlib.suppress(PermissionError):
+    try:
         os.fchown(fd, original.st_uid, original.st_gid)
+    except PermissionError:  # not root (e.g. the service user): keep at least the group
+        with contextlib.suppress(PermissionError):
+            os.fchown(fd, -1, original.st_gid)
+    os.fchmod(fd, original.st_mode & 0o7777)  # after chown, which may clear set-id bits
 
 
 def _check_unchanged(path: Path, expected: FileStat) -> os.stat_result:

@@ -18,8 +18,9 @@ from typing import Any
 
 from photoscribe.backlog import fill_captions
 from photoscribe.captioning import CaptionStage
-from photoscribe.contenthash import content_hash
+from photoscribe.contenthash import content_hash, file_hash
 from photoscribe.errors import DecodeError, PhotoError
+from photoscribe.formats import is_raw, needs_sidecar, same_named_jpeg
 from photoscribe.fsutil import display, file_stat
 from photoscribe.progress import Progress
 from photoscribe.records import FileStat, State, Summary, Tagging
@@ -34,6 +35,7 @@ class Loaded:
     path: Path
     content_hash: str
     tensor: Any
+    context: str | None = None  # facts from the photo's metadata for the caption prompt
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class Known:
     stat: FileStat
     content_hash: str
     row: PhotoRow
+    context: str | None = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,8 @@ class Pipeline:
         batch_size: int,
         decode_workers: int,
         force: bool = False,
+        on_outcome: Callable[[Path, str], None] | None = None,
+        context_of: Callable[[bytes], str | None] | None = None,
     ) -> None:
         self.store = store
         self.tagger = tagger
@@ -73,6 +78,8 @@ class Pipeline:
         self.batch_size = batch_size
         self.decode_workers = decode_workers
         self.force = force
+        self.on_outcome = on_outcome  # told each photo's final outcome (the daemon's queue)
+        self.context_of = context_of  # None: only keywords go to the LLM (the default)
         self.summary = Summary()
         self._lock = threading.Lock()
         self._writer = writer_factory(self._report)
@@ -84,6 +91,8 @@ class Pipeline:
         with self._lock:
             self.summary.record(path, outcome, reason)
             self.progress.advance(outcome, path)
+        if self.on_outcome is not None:
+            self.on_outcome(path, outcome)
 
     def _fail(self, path: Path, stat: FileStat | None, reason: str) -> None:
         self.store.save_failure(path, stat, reason)
@@ -94,9 +103,7 @@ class Pipeline:
         """Process ``paths``; returns counts. Every photo ends written, skipped or failed."""
         self.progress.start(len(paths), "photos")
         try:
-            todo = [p for p in paths if self._needs_work(p)]
-            if todo:
-                self._process(todo)
+            self.process(paths)
             self.captions.drain()
             self._writer.flush()
             self._fill_captions(paths)
@@ -108,6 +115,22 @@ class Pipeline:
             self.progress.finish()
         self.summary.waiting = len(self._waiting(paths))
         return self.summary
+
+    def process(self, paths: Sequence[Path]) -> None:
+        """Tag the photos among ``paths`` that need it and hand them to the caption stage
+        and the writer; returns before every write is done (see ``flush``)."""
+        todo = [p for p in paths if self._needs_work(p)]
+        if todo:
+            self._process(todo)
+
+    def flush(self) -> None:
+        """Wait for every caption started so far and every write queued so far."""
+        self.captions.drain()
+        self._writer.flush()
+
+    @property
+    def writer(self) -> Writer:
+        return self._writer
 
     def _waiting(self, paths: Sequence[Path]) -> list[PhotoRow]:
         """Photos among ``paths`` whose keywords are written but caption is not."""
@@ -128,7 +151,7 @@ class Pipeline:
         row = self.store.by_path(path)
         if self.force or row is None or not row.same_file(stat):
             return True
-        if row.state is State.FAILED or row.model == self.tagger.encoder.model_id:
+        if row.state in (State.FAILED, State.UNDONE) or row.model == self.tagger.encoder.model_id:
             self._report(path, "skipped", None)
             return False
         return True
@@ -165,24 +188,25 @@ class Pipeline:
         try:
             stat = file_stat(path)
             data = path.read_bytes()
-            digest = content_hash(data)
+            digest = file_hash(data) if needs_sidecar(path) else content_hash(data)
+            context = self.context_of(data) if self.context_of else None
             if not self.force:
                 known = self.store.by_hash(digest, self.tagger.encoder.model_id)
                 if known:
-                    return Known(path, stat, digest, _prefer_same_path(known, path))
-            tensor = self._prepare(data)
-            return Loaded(path, digest, tensor)
+                    return Known(path, stat, digest, _prefer_same_path(known, path), context)
+            tensor = self._prepare(*_image_source(path, data))
+            return Loaded(path, digest, tensor, context)
         except PhotoError as exc:
             return Failed(path, stat, str(exc))
         except OSError as exc:
             return Failed(path, stat, f"cannot read the file: {exc.strerror or exc}")
 
-    def _prepare(self, data: bytes) -> Any:
+    def _prepare(self, data: bytes, raw: bool = False) -> Any:
         from photoscribe.vision import prepare
 
         encoder = self.tagger.encoder
         try:
-            return prepare(data, encoder.preprocess(), encoder.input_size())
+            return prepare(data, encoder.preprocess(), encoder.input_size(), raw=raw)
         except DecodeError:
             raise
         except (OSError, ValueError, RuntimeError) as exc:
@@ -192,13 +216,15 @@ class Pipeline:
     def _tag(self, batch: list[Loaded]) -> None:
         taggings = self.tagger.tag([item.tensor for item in batch])
         for item, tagging in zip(batch, taggings, strict=True):
-            self._caption_then_write(item.path, item.content_hash, tagging)
+            self._caption_then_write(item.path, item.content_hash, tagging, item.context)
 
-    def _caption_then_write(self, path: Path, digest: str, tagging: Tagging) -> None:
+    def _caption_then_write(
+        self, path: Path, digest: str, tagging: Tagging, context: str | None = None
+    ) -> None:
         def done(caption: str | None, reason: str | None) -> None:
             self._writer.put(TaggedJob(path, digest, tagging, caption, reason))
 
-        if not self.captions.offer(tagging.keywords, done):
+        if not self.captions.offer(tagging.keywords, done, context):
             self._writer.put(TaggedJob(path, digest, tagging, None))
 
     def _reuse(self, item: Known) -> None:
@@ -215,11 +241,32 @@ class Pipeline:
         if row.caption:
             self._writer.put(TaggedJob(item.path, item.content_hash, tagging, row.caption))
         else:
-            self._caption_then_write(item.path, item.content_hash, tagging)
+            self._caption_then_write(item.path, item.content_hash, tagging, item.context)
 
     # -- captions for photos that have keywords but no caption yet -------------------
     def _fill_captions(self, paths: Sequence[Path]) -> None:
-        fill_captions(self._waiting(paths), self.captions, self._writer, self.store, self.progress)
+        fill_captions(
+            self._waiting(paths),
+            self.captions,
+            self._writer,
+            self.store,
+            self.progress,
+            context_of=self.context_of,
+        )
+
+
+def _image_source(path: Path, data: bytes) -> tuple[bytes, bool]:
+    """What to decode for the model: a RAW's JPEG twin if it has one, else its own
+    embedded preview (raw=True); any other photo its own bytes."""
+    if not is_raw(path):
+        return data, False
+    twin = same_named_jpeg(path)
+    if twin is not None:
+        try:
+            return twin.read_bytes(), False
+        except OSError:
+            pass
+    return data, True
 
 
 def _prefer_same_path(rows: list[PhotoRow], path: Path) -> PhotoRow:

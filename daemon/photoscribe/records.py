@@ -13,6 +13,7 @@ class State(enum.StrEnum):
     DONE = "done"  # keywords and caption written
     NEEDS_CAPTION = "needs_caption"  # keywords written; caption waits for the LLM
     FAILED = "failed"  # a recorded reason; retried only when the file changes
+    UNDONE = "undone"  # `photoscribe undo` took photoscribe's metadata back; left alone
 
 
 @dataclass(frozen=True)

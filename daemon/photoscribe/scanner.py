@@ -8,7 +8,8 @@ import logging
 import os
 import time
 from collections.abc import Iterable, Iterator
-from pathlib import Path
+from fnmatch import fnmatchcase
+from pathlib import Path, PurePosixPath
 
 from photoscribe.config import ScanConfig
 from photoscribe.errors import ConfigError
@@ -31,24 +32,50 @@ def find_photos(roots: Iterable[Path], cfg: ScanConfig) -> list[Path]:
 
 def _walk(root: Path, cfg: ScanConfig) -> Iterator[Path]:
     if root.is_file():
-        if _wanted(root.name, cfg, explicit=True):
+        if accepts(root, root.parent, cfg, explicit=True):
             yield root
         return
     for folder, dirs, files in os.walk(root, followlinks=cfg.follow_symlinks, onerror=_warn):
-        if cfg.skip_hidden:
-            dirs[:] = [d for d in dirs if not d.startswith(".")]
-        dirs.sort()
+        dirs[:] = sorted(d for d in dirs if not _skipped_name(d, cfg))
         for name in sorted(files):
+            path = Path(folder, name)
             if is_temp_name(name):
-                _remove_if_stale(Path(folder, name))
-            elif _wanted(name, cfg):
-                yield Path(folder, name)
+                _remove_if_stale(path)
+            elif accepts(path, root, cfg):
+                yield path
 
 
-def _wanted(name: str, cfg: ScanConfig, *, explicit: bool = False) -> bool:
-    if cfg.skip_hidden and name.startswith(".") and not explicit:
+def accepts(path: Path, root: Path, cfg: ScanConfig, *, explicit: bool = False) -> bool:
+    """Whether ``path`` (a file under ``root``) is a photo photoscribe should process."""
+    if is_temp_name(path.name) or not path.name.lower().endswith(_lower_extensions(cfg.extensions)):
         return False
-    return name.lower().endswith(_lower_extensions(cfg.extensions))
+    try:
+        rel = PurePosixPath(path.relative_to(root).as_posix())
+    except ValueError:
+        rel = PurePosixPath(path.name)
+    if not explicit and cfg.skip_hidden and any(n.startswith(".") for n in rel.parts):
+        return False
+    if _matches(cfg.exclude, rel):
+        return False
+    return not cfg.include or _matches(cfg.include, rel)
+
+
+def _skipped_name(name: str, cfg: ScanConfig) -> bool:
+    """A file or folder name that hides everything below it."""
+    if cfg.skip_hidden and name.startswith("."):
+        return True
+    return any(fnmatchcase(name, p) for p in cfg.exclude if "/" not in p)
+
+
+def _matches(patterns: Iterable[str], rel: PurePosixPath) -> bool:
+    text = rel.as_posix()
+    for pattern in patterns:
+        if "/" in pattern:
+            if fnmatchcase(text, pattern):
+                return True
+        elif any(fnmatchcase(part, pattern) for part in rel.parts):
+            return True
+    return False
 
 
 @functools.cache

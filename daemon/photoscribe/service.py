@@ -37,6 +37,15 @@ def build_captions(config: Config, enabled: bool = True) -> CaptionStage:
     return CaptionStage(source, concurrency, concurrency * CAPTION_BACKLOG_PER_SLOT)
 
 
+def build_context_reader(config: Config):
+    """bytes → the prompt's context line, or None when llm.context lists nothing."""
+    if not config.llm.context or not config.llm.enabled:
+        return None
+    from photoscribe.caption.context import context_reader
+
+    return context_reader(config.llm.context, config.llm.language, config.llm.hemisphere)
+
+
 def build_writer_factory(config: Config, store: PhotoStore):
     write_fn = None
     if config.metadata.write:
@@ -45,9 +54,7 @@ def build_writer_factory(config: Config, store: PhotoStore):
         write_fn = write_annotation
 
     def factory(report):
-        return Writer(
-            store, write_fn, report, overwrite_description=config.metadata.overwrite_description
-        )
+        return Writer(store, write_fn, report, metadata=config.metadata)
 
     return factory
 
@@ -78,6 +85,7 @@ def scan(
             batch_size=config.model.batch_size,
             decode_workers=config.scan.decode_workers,
             force=force,
+            context_of=build_context_reader(config),
         )
         return pipeline.run(paths)
     finally:
@@ -117,8 +125,10 @@ def describe(config: Config, path: Path, on_text) -> tuple[Tagging, str]:
     encoder = tagger.encoder
     tagging = tagger.tag([prepare(data, encoder.preprocess(), encoder.input_size())])[0]
     captioner = Captioner(config.llm, config.llm_api_key())
+    context_of = build_context_reader(config)
+    context = context_of(data) if context_of else None
     try:
-        return tagging, captioner.stream(tagging.keywords, on_text)
+        return tagging, captioner.stream(tagging.keywords, on_text, context)
     finally:
         captioner.close()
 
@@ -144,7 +154,8 @@ def retry_captions(config: Config, roots: Sequence[Path], *, progress: Progress)
         captions = build_captions(config)
         writer = build_writer_factory(config, store)(report)
         try:
-            fill_captions(pending(), captions, writer, store, progress)
+            context_of = build_context_reader(config)
+            fill_captions(pending(), captions, writer, store, progress, context_of=context_of)
             captions.drain()
             writer.flush()
         finally:
@@ -155,3 +166,74 @@ def retry_captions(config: Config, roots: Sequence[Path], *, progress: Progress)
     finally:
         store.close()
     return summary
+
+
+def run_daemon(config: Config, controls, reload_config) -> None:
+    """`photoscribe run`: one instance per index, until SIGTERM."""
+    from photoscribe.daemon import Daemon
+    from photoscribe.instancelock import InstanceLock
+    from photoscribe.sdnotify import Notifier
+
+    notifier = Notifier.from_env()
+    with InstanceLock.for_index(config.index_path):
+        store = open_store(config.index_path)
+        try:
+            daemon = Daemon(config, store, notifier, controls, reload_config=reload_config)
+            daemon.run()
+        finally:
+            store.close()
+            notifier.close()
+
+
+def undo(
+    config: Config, paths: Sequence[Path], *, everything: bool, dry_run: bool, show
+) -> Summary:
+    """`photoscribe undo`: take photoscribe's metadata out of photos, restore what it replaced.
+
+    ``show(plan)`` is called with each file's UndoPlan (before it is applied)."""
+    from photoscribe.errors import PhotoError
+    from photoscribe.store.journal import Journal
+    from photoscribe.undo import apply_file, plan_file
+
+    store = open_store(config.index_path)
+    summary = Summary()
+    try:
+        journal = Journal(store)
+        targets = journal.paths() if everything else _undo_targets(journal, paths)
+        for path in targets:
+            entries = journal.pending(path)
+            try:
+                for target, group in _by_target(entries):
+                    plan, data, stat = plan_file(target, [e.changes for e in group])
+                    show(plan)
+                    if not dry_run and plan.changes:
+                        stat = apply_file(plan, data, stat)
+                    if not dry_run and target == path:
+                        store.mark_undone(path, stat)
+            except PhotoError as exc:
+                summary.fail(path, str(exc))
+                continue
+            if not dry_run:
+                journal.mark_undone(e.id for e in entries)
+            summary.tagged += 1  # counted as "handled"
+    finally:
+        store.close()
+    return summary
+
+
+def _undo_targets(journal, paths: Sequence[Path]) -> list[Path]:
+    found: dict[Path, None] = {}
+    for path in paths:
+        absolute = path.absolute()
+        if absolute.is_dir():
+            found.update(dict.fromkeys(journal.paths(under=[absolute])))
+        else:
+            found[absolute] = None
+    return list(found)
+
+
+def _by_target(entries):
+    groups: dict[Path, list] = {}
+    for entry in entries:  # newest first, kept within each target
+        groups.setdefault(entry.target, []).append(entry)
+    return list(groups.items())

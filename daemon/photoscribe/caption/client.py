@@ -174,7 +174,7 @@ class Captioner:
         )
         self._sleep = sleep
         self._random = random.Random()
-        self._breaker = CircuitBreaker(clock)
+        self._breaker = CircuitBreaker(clock, cooldown=cfg.cooldown)
         self._template_kwargs = True  # False once a server refuses chat_template_kwargs
         self._prompts = prompts_for(cfg.language, cfg.style, cfg.system_prompt, cfg.user_prompt)
 
@@ -194,10 +194,15 @@ class Captioner:
             error = self._translate(exc)
             raise CaptionUnavailable(getattr(error, "message", str(error))) from exc
 
-    def stream(self, keywords: Sequence[Keyword], on_text: Callable[[str], None]) -> str:
+    def stream(
+        self,
+        keywords: Sequence[Keyword],
+        on_text: Callable[[str], None],
+        context: str | None = None,
+    ) -> str:
         """Stream a caption: ``on_text`` gets the visible text as it is generated (reasoning
         held back); returns the whole caption, validated. One attempt, no retries."""
-        messages = self._messages(keywords, self._prompts)
+        messages = self._messages(keywords, self._prompts, context)
         visible = VisibleText(on_text)
         reasoning: list[str] = []
         try:
@@ -241,8 +246,8 @@ class Captioner:
         reasoning = bool(reply.reasoning) or "<think>" in raw or "</think>" in raw
         return Probe(latency, caption, reasoning)
 
-    def caption(self, keywords: Sequence[Keyword]) -> str:
-        """A caption for a photo showing ``keywords``.
+    def caption(self, keywords: Sequence[Keyword], context: str | None = None) -> str:
+        """A caption for a photo showing ``keywords`` (``context``: facts from its EXIF).
 
         Raises CaptionUnavailable when the server is down, too slow, failing or misconfigured
         (the caption can wait for a later run), CaptionRejected when the reply is unusable
@@ -254,21 +259,33 @@ class Captioner:
         self._breaker.acquire()
         try:
             try:
-                return self._ask(keywords, labels, self._prompts)
+                return self._ask(keywords, labels, self._prompts, context)
             except CaptionRejected as exc:
                 log.debug("caption rejected (%s); asking once more, more strictly", exc)
-            return self._ask(keywords, labels, self._prompts.stricter())
+            return self._ask(keywords, labels, self._prompts.stricter(), context)
         finally:
             self._breaker.release()
 
-    def _messages(self, keywords: Sequence[Keyword], prompts: Prompts) -> list[dict[str, str]]:
+    def _messages(
+        self, keywords: Sequence[Keyword], prompts: Prompts, context: str | None = None
+    ) -> list[dict[str, str]]:
         return build_messages(
-            keywords, language=self.cfg.language, thinking=self.cfg.thinking, prompts=prompts
+            keywords,
+            language=self.cfg.language,
+            thinking=self.cfg.thinking,
+            prompts=prompts,
+            context=context,
         )
 
-    def _ask(self, keywords: Sequence[Keyword], labels: list[str], prompts: Prompts) -> str:
+    def _ask(
+        self,
+        keywords: Sequence[Keyword],
+        labels: list[str],
+        prompts: Prompts,
+        context: str | None = None,
+    ) -> str:
         try:
-            completion = self._send(self._messages(keywords, prompts))
+            completion = self._send(self._messages(keywords, prompts, context))
         except CaptionUnavailable as exc:
             self._breaker.failure(str(exc))
             raise

@@ -2,7 +2,10 @@
 
 Built-in templates per language and style; ``llm.system_prompt`` / ``llm.user_prompt``
 in the config replace them.
-``{keywords}`` is replaced by the labels, most likely first, joined by ``KEYWORD_SEPARATOR``.
+``{keywords}`` is replaced by the labels, most likely first, joined by ``KEYWORD_SEPARATOR``;
+``{keywords_scored}`` by the same with their scores ("cat (62%), sofa (20%)");
+``{context}`` by the photo's allowed EXIF facts (``llm.context``; appended to a user
+template that has no ``{context}``).
 """
 
 from __future__ import annotations
@@ -54,10 +57,13 @@ STRICTER: dict[str, str] = {
 
 USER_TEMPLATES: dict[str, str] = {
     "en": (
-        "Seen in the photo, most likely first: {keywords}\n"
+        "Seen in the photo, most likely first: {keywords}\n{context}"
         "Describe the photo in one or two natural sentences."
     ),
-    "zh": "照片中可能有（可能性从高到低）：{keywords}\n请用一两句自然的简体中文描述这张照片。",
+    "zh": (
+        "照片中可能有（可能性从高到低）：{keywords}\n{context}"
+        "请用一两句自然的简体中文描述这张照片。"
+    ),
 }
 
 _SENTENCE_BREAK = re.compile(r"[.。!！?？:：\n]")
@@ -107,13 +113,21 @@ def build_messages(
     language: str,
     thinking: bool,
     prompts: Prompts | None = None,
+    context: str | None = None,
 ) -> list[dict[str, str]]:
-    """System + user message asking for a caption of a photo showing ``keywords``."""
+    """System + user message asking for a caption of a photo showing ``keywords``
+    (and, if given, the ``context`` line from the photo's metadata)."""
     prompts = prompts or prompts_for(language)
     labels = keyword_labels(keywords)
     if not labels:
         raise ValueError("no keywords to describe the photo from")
-    user = prompts.user.format(keywords=KEYWORD_SEPARATOR.join(labels))
+    user = prompts.user.format(
+        keywords=KEYWORD_SEPARATOR.join(labels),
+        keywords_scored=KEYWORD_SEPARATOR.join(_scored(keywords)),
+        context=f"{context}\n" if context else "",
+    )
+    if context and "{context}" not in prompts.user:
+        user = f"{user}\n{context}"
     if not thinking:
         user = f"{user} {NO_THINK}"
     return [
@@ -122,11 +136,17 @@ def build_messages(
     ]
 
 
+def _scored(keywords: Sequence[Keyword]) -> list[str]:
+    best = {k.label.casefold(): k.score for k in sorted(keywords, key=lambda k: k.score)}
+    return [f"{label} ({best[label.casefold()]:.0%})" for label in keyword_labels(keywords)]
+
+
 def instruction_fragments(prompts: Prompts) -> list[str]:
     """Pieces of the fixed prompt text; a reply containing one echoes the prompt."""
-    text = f"{prompts.system}\n{STRICTER[prompts.language]}\n" + prompts.user.replace(
-        "{keywords}", "\n"
-    )
+    user = prompts.user
+    for field in ("{keywords_scored}", "{keywords}", "{context}"):
+        user = user.replace(field, "\n")
+    text = f"{prompts.system}\n{STRICTER[prompts.language]}\n{user}"
     minimum = 6 if prompts.language == "zh" else 16
     pieces = (" ".join(p.split()).casefold() for p in _SENTENCE_BREAK.split(text))
     return [p for p in pieces if len(p) >= minimum]

@@ -53,6 +53,45 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
         END;
         """,
     ),
+    (
+        "0002_queue",
+        """
+        -- Work for the daemon, persisted so that a kill loses nothing: a row leaves the
+        -- queue only after its photo is written and indexed (or recorded as failed).
+        CREATE TABLE queue (
+            path TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,          -- 'photo': (re)process; 'gone': drop from the index
+            due REAL NOT NULL,           -- unix time when it may be taken
+            size INTEGER,                -- the file when last seen, to tell a copy in progress
+            mtime_ns INTEGER,
+            seq INTEGER NOT NULL,        -- bumped by every event, so a late event is never lost
+            added_at REAL NOT NULL
+        );
+        CREATE INDEX queue_due ON queue(due);
+        -- What a running daemon publishes for `photoscribe status` (one row per key).
+        CREATE TABLE daemon_state (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL,         -- JSON
+            updated_at REAL NOT NULL
+        );
+        """,
+    ),
+    (
+        "0003_journal",
+        """
+        -- Every metadata write photoscribe made, so that `photoscribe undo` can take back
+        -- exactly that and restore what it replaced.
+        CREATE TABLE journal (
+            id INTEGER PRIMARY KEY,
+            path TEXT NOT NULL,          -- the photo (follows moves)
+            target TEXT NOT NULL,        -- the file written: the photo or its XMP sidecar
+            changes TEXT NOT NULL,       -- JSON {exiv2 key: [value before, value after]}
+            written_at REAL NOT NULL,
+            undone_at REAL
+        );
+        CREATE INDEX journal_path ON journal(path, undone_at);
+        """,
+    ),
 )
 
 

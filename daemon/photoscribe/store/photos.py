@@ -90,6 +90,28 @@ class PhotoStore:
         with self._lock:
             self._conn.close()
 
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction on the index, for the other tables of the same file."""
+        with self._write() as conn:
+            yield conn
+
+    def query(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._conn.execute(sql, params).fetchall()
+
+    def delete(self, path: Path) -> bool:
+        """Forget a photo that no longer exists; True if it was indexed."""
+        with self._write() as c:
+            return c.execute("DELETE FROM photos WHERE path = ?", (str(path),)).rowcount > 0
+
+    def rows_under(self, root: Path) -> list[PhotoRow]:
+        """Indexed photos below the folder ``root``."""
+        prefix = str(root).rstrip("/") + "/"
+        return self._many(
+            f"SELECT {COLUMNS} FROM photos WHERE substr(path, 1, ?) = ?", (len(prefix), prefix)
+        )
+
     # -- reads ---------------------------------------------------------------
     def by_path(self, path: Path) -> PhotoRow | None:
         return self._one(f"SELECT {COLUMNS} FROM photos WHERE path = ?", (str(path),))
@@ -97,7 +119,7 @@ class PhotoStore:
     def by_hash(self, content_hash: str, model: str) -> list[PhotoRow]:
         return self._many(
             f"SELECT {COLUMNS} FROM photos WHERE content_hash = ? AND model = ? "
-            "AND state != 'failed' ORDER BY id",
+            "AND state NOT IN ('failed', 'undone') ORDER BY id",
             (content_hash, model),
         )
 
@@ -241,6 +263,17 @@ class PhotoStore:
                 (str(path), *_stat_cols(stat), reason, now, now),
             )
 
+    def mark_undone(self, path: Path, stat: FileStat | None) -> None:
+        """photoscribe's metadata was taken out of the photo: forget keywords and caption,
+        keep the row so that the photo is not tagged again unless it changes (or --force)."""
+        with self._write() as c:
+            c.execute(
+                "UPDATE photos SET state = 'undone', keywords = '[]', keywords_text = '', "
+                "caption = NULL, embedding = NULL, error = NULL, size = coalesce(?, size), "
+                "mtime_ns = coalesce(?, mtime_ns), updated_at = ? WHERE path = ?",
+                (*_stat_cols(stat), time.time(), str(path)),
+            )
+
     def touch(self, row_id: int, stat: FileStat) -> None:
         """The file's bytes changed but not its pixels (e.g. another tool edited tags)."""
         with self._write() as c:
@@ -251,6 +284,12 @@ class PhotoStore:
 
     def move(self, row_id: int, new_path: Path, stat: FileStat) -> None:
         with self._write() as c:
+            old = c.execute("SELECT path FROM photos WHERE id = ?", (row_id,)).fetchone()
+            if old is not None:
+                c.execute(
+                    "UPDATE journal SET path = ?, target = replace(target, ?, ?) WHERE path = ?",
+                    (str(new_path), old[0], str(new_path), old[0]),
+                )
             c.execute("DELETE FROM photos WHERE path = ? AND id != ?", (str(new_path), row_id))
             c.execute(
                 "UPDATE photos SET path = ?, size = ?, mtime_ns = ?, updated_at = ? WHERE id = ?",

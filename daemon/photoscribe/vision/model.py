@@ -177,9 +177,24 @@ class ClipModel:
                 self._loaded = self._load()
             return self._loaded
 
+    @property
+    def loaded(self) -> bool:
+        return self._loaded is not None
+
     def unload(self) -> None:
+        """Drop the model so its memory goes back to the system (loaded again on use)."""
         with self._lock:
+            if self._loaded is None:
+                return
+            device = self._loaded["device"]
             self._loaded = None
+        import gc
+
+        gc.collect()
+        if device.startswith("cuda"):
+            import torch
+
+            torch.cuda.empty_cache()
 
     def _load(self) -> dict[str, Any]:
         import open_clip

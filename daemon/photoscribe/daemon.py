@@ -1,0 +1,515 @@
+"""`photoscribe run`: watch folders and process photos as they arrive, for years.
+
+Threads: watchdog's observers append file changes to an inbox; the main loop (this
+module) moves them into the persistent queue, takes due rows, runs them through the
+same pipeline as `scan` (which owns the model, the caption stage and the one writer
+thread), and does the housekeeping: catch-up scans, waiting captions, model unload,
+status and systemd watchdog pings. A queue row is deleted only once its photo is
+written and indexed, so a kill at any moment loses nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from photoscribe import catchup
+from photoscribe.activity import Activity, LogProgress, status_line
+from photoscribe.backlog import fill_captions
+from photoscribe.config import Config
+from photoscribe.errors import ConfigError, PhotoscribeError
+from photoscribe.fsutil import display, file_stat
+from photoscribe.pipeline import Pipeline
+from photoscribe.records import Summary
+from photoscribe.service import (
+    build_captions,
+    build_context_reader,
+    build_tagger,
+    build_writer_factory,
+)
+from photoscribe.store import PhotoStore
+from photoscribe.store.queue import GONE, PHOTO, QueueItem, WorkQueue, publish_state
+from photoscribe.watcher import Change, FolderWatcher, Inbox
+
+log = logging.getLogger("photoscribe.daemon")
+
+TICK_S = 1.0
+STATE_EVERY_S = 2.0
+GONE_DELAY_S = 5.0  # on top of settle: a move's new name is processed before the old is dropped
+CLOSED_DELAY_S = 0.5  # a file its writer closed still gets a short stability check
+MAX_CAPTION_WAIT_S = 600.0
+RETRY_BATCH_S = 60.0
+FINAL = frozenset({"tagged", "tagged+caption", "skipped", "failed"})
+
+
+@dataclass
+class Controls:
+    """Set from signal handlers; the main loop reacts at its next tick."""
+
+    stop: threading.Event = field(default_factory=threading.Event)
+    reload: threading.Event = field(default_factory=threading.Event)
+    wake: threading.Event = field(default_factory=threading.Event)
+
+    def request_stop(self) -> None:
+        self.stop.set()
+        self.wake.set()
+
+    def request_reload(self) -> None:
+        self.reload.set()
+        self.wake.set()
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: Config,
+        store: PhotoStore,
+        notifier: Any,  # sdnotify.Notifier
+        controls: Controls,
+        *,
+        reload_config: Callable[[], Config] | None = None,
+        tagger: Any = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.notifier = notifier
+        self.controls = controls
+        self.reload_config = reload_config
+        self.queue = WorkQueue(store)
+        self.activity = Activity()
+        self.inbox = Inbox(controls.wake)
+        self.tagger = tagger or build_tagger(config)
+        self._taken: dict[Path, int] = {}  # leased queue rows: path → seq
+        self._taken_lock = threading.Lock()
+        self._rescans: set[Path] = set()
+        self._scanner: threading.Thread | None = None
+        self._backlog: threading.Thread | None = None
+        self._backlog_stop = threading.Event()
+        self._caption_wait = config.watch.caption_retry_seconds
+        self._next_captions = 0.0
+        self._last_event = 0.0
+        self._last_work = time.monotonic()
+        self._last_full_scan = time.monotonic()
+        self._last_state = 0.0
+        self._status = ""
+        self.started_at = time.time()
+        self.pipeline = self._new_pipeline()
+        self.watcher = self._new_watcher()
+
+    # -- life cycle ------------------------------------------------------------------
+    def run(self) -> None:
+        self.tagger.encoder.model.load()  # missing weights: fail now, with the how-to
+        self.tagger.label_matrix()
+        self._last_work = time.monotonic()
+        released = self.queue.release_leases()
+        if released:
+            log.info(
+                "%d photos were in progress when photoscribe last stopped; redoing them", released
+            )
+        self.watcher.start()
+        self._request_scan(self.watcher.roots)
+        self.notifier.ready(self._publish(force=True))
+        log.info("photoscribe is running (pid %d)", os.getpid())
+        try:
+            while not self.controls.stop.is_set():
+                self._tick()
+        finally:
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        self.notifier.stopping("stopping: finishing the writes in progress")
+        log.info("stopping: finishing the writes in progress")
+        self.watcher.stop()
+        self._stop_threads()
+        self.pipeline.captions.close(cancel=True)
+        self.pipeline.writer.close()
+        self._publish(force=True, state="stopped")
+        log.info("stopped; %d queued for the next start", self.queue.depth())
+
+    def _stop_threads(self) -> None:
+        self._backlog_stop.set()
+        for thread in (self._scanner, self._backlog):
+            if thread is not None:
+                thread.join()
+
+    # -- the loop --------------------------------------------------------------------
+    def _tick(self) -> None:
+        self.controls.wake.clear()
+        self._ingest(self.inbox.drain())
+        if self.controls.reload.is_set():
+            self._reload()
+        self._start_scan_if_requested()
+        worked = self._work()
+        self._housekeeping()
+        if not worked and not self.controls.stop.is_set():
+            self.controls.wake.wait(self._sleep_time())
+
+    def _sleep_time(self) -> float:
+        wait = self.queue.seconds_to_next()
+        interval = getattr(self.notifier, "watchdog_interval", None) or TICK_S
+        return min(TICK_S, interval, wait if wait is not None else TICK_S)
+
+    def _ingest(self, changes: list[Change]) -> None:
+        """File events → queue rows (one transaction), coalesced per path."""
+        if not changes:
+            return
+        self._last_event = time.monotonic()
+        settle = self.config.watch.settle_seconds
+        photos: dict[Path, tuple[str, Any]] = {}
+        gone: list[tuple[Path, str, None]] = []
+        for change in changes:
+            if change.kind == "rescan":
+                self._rescans.add(change.path)
+            elif change.kind == "deleted":
+                photos.pop(change.path, None)
+                gone.append((change.path, GONE, None))
+            else:
+                photos[change.path] = (change.kind, _stat_or_none(change.path))
+        closed = [(p, PHOTO, s) for p, (k, s) in photos.items() if k == "closed"]
+        other = [(p, PHOTO, s) for p, (k, s) in photos.items() if k != "closed"]
+        self.queue.add(gone, delay=settle + GONE_DELAY_S)
+        self.queue.add(other, delay=settle)
+        self.queue.add(closed, delay=min(settle, CLOSED_DELAY_S))
+
+    def _work(self) -> bool:
+        """Process due rows; False when there was nothing to do."""
+        if self._batch_filling():
+            return False
+        items = self.queue.take(self.config.model.batch_size * 4)
+        if not items:
+            return False
+        items = self._not_in_flight(items)
+        ready = [i for i in items if i.kind == PHOTO and self._settled(i)]
+        for item in items:
+            if item.kind == GONE:
+                self._forget(item)
+        if ready:
+            self._process(ready)
+        return True
+
+    def _not_in_flight(self, items: list[QueueItem]) -> list[QueueItem]:
+        """A photo still being processed waits (its new event is looked at afterwards)."""
+        with self._taken_lock:
+            busy = [i for i in items if i.path in self._taken]
+        for item in busy:
+            self.queue.later(item, max(self.config.watch.settle_seconds, TICK_S), None)
+        return [i for i in items if i not in busy]
+
+    def _batch_filling(self) -> bool:
+        """Photos are still arriving and a batch is not full yet: wait a little."""
+        recent = time.monotonic() - self._last_event < self.config.watch.batch_wait
+        return recent and self._due_count() < self.config.model.batch_size
+
+    def _due_count(self) -> int:
+        rows = self.store.query(
+            "SELECT count(*) FROM queue WHERE due <= ? AND kind = ?", (time.time(), PHOTO)
+        )
+        return rows[0][0]
+
+    def _settled(self, item: QueueItem) -> bool:
+        """Unchanged since its last event: complete. Otherwise it goes back to wait."""
+        try:
+            stat = file_stat(item.path)
+        except OSError:
+            self.queue.done(item.path, item.seq)  # gone again: its delete event handles it
+            return False
+        if item.same_file(stat):
+            return True
+        self.queue.later(item, self.config.watch.settle_seconds, stat)
+        return False
+
+    def _process(self, items: Sequence[QueueItem]) -> None:
+        with self._taken_lock:
+            self._taken.update((i.path, i.seq) for i in items)
+        self._last_work = time.monotonic()
+        self.pipeline.summary = Summary()  # the daemon counts in Activity; don't grow forever
+        try:
+            self.pipeline.process([i.path for i in items])
+        except PhotoscribeError as exc:  # e.g. the model cannot load: keep the rows queued
+            log.error("%s", exc)
+            self._release([i.path for i in items], delay=RETRY_BATCH_S)
+        except Exception:  # a bug or a torch error must not end a service that runs for years
+            log.exception("processing a batch failed; its photos are retried in a minute")
+            self._release([i.path for i in items], delay=RETRY_BATCH_S)
+        self._last_work = time.monotonic()
+
+    def _release(self, paths: Iterable[Path], *, delay: float) -> None:
+        for path in paths:
+            with self._taken_lock:
+                seq = self._taken.pop(path, None)
+            if seq is not None:
+                self.queue.later(QueueItem(path, PHOTO, None, None, seq), delay, None)
+
+    def _on_outcome(self, path: Path, outcome: str) -> None:
+        """Called by the pipeline (any thread) when a photo is written, skipped or failed."""
+        if outcome not in FINAL:
+            return
+        with self._taken_lock:
+            seq = self._taken.pop(path, None)
+        if seq is not None:
+            self.queue.done(path, seq)
+
+    def _forget(self, item: QueueItem) -> None:
+        """A photo (or a folder of them) was deleted or moved away."""
+        if not os.path.lexists(item.path):
+            if self.store.delete(item.path):
+                log.info("removed from the index (deleted): %s", display(item.path))
+            for row in self.store.rows_under(item.path):
+                if not os.path.lexists(row.path) and self.store.delete(row.path):
+                    log.info("removed from the index (deleted): %s", display(row.path))
+        self.queue.done(item.path, item.seq)
+
+    # -- catch-up scans (in a thread: a big library must not block watchdog pings) ------
+    @property
+    def catching_up(self) -> bool:
+        """A catch-up scan is requested or running."""
+        return bool(self._rescans) or (self._scanner is not None and self._scanner.is_alive())
+
+    def _request_scan(self, roots: Iterable[Path]) -> None:
+        self._rescans.update(roots)
+
+    def _start_scan_if_requested(self) -> None:
+        if not self._rescans or (self._scanner is not None and self._scanner.is_alive()):
+            return
+        roots, self._rescans = sorted(self._rescans), set()
+        self._scanner = threading.Thread(
+            target=self._scan, args=(roots,), name="catch-up", daemon=True
+        )
+        self._scanner.start()
+
+    def _scan(self, roots: list[Path]) -> None:
+        started = time.monotonic()
+        try:
+            todo, gone = catchup.changes(
+                roots, self.store, self.config.scan, self.tagger.encoder.model_id
+            )
+            self.queue.add(todo, delay=self.config.watch.settle_seconds)
+            self.queue.add(gone, delay=self.config.watch.settle_seconds + GONE_DELAY_S)
+        except Exception:
+            log.exception("catch-up scan of %s failed", ", ".join(map(display, roots)))
+            return
+        log.info(
+            "catch-up scan of %s: %d new or changed, %d gone (%.1f s)",
+            ", ".join(map(display, roots)),
+            len(todo),
+            len(gone),
+            time.monotonic() - started,
+        )
+        self.controls.wake.set()
+
+    # -- housekeeping ------------------------------------------------------------------
+    def _housekeeping(self) -> None:
+        now = time.monotonic()
+        hours = self.config.watch.rescan_hours
+        if hours and now - self._last_full_scan > hours * 3600:
+            self._last_full_scan = now
+            self._request_scan(self.watcher.roots)
+        self._captions_if_due(now)
+        self._unload_if_idle(now)
+        self._publish()
+        self._ping()
+
+    def _captions_if_due(self, now: float) -> None:
+        """Fill waiting captions in the background, backing off while the LLM is down."""
+        if now < self._next_captions or (self._backlog and self._backlog.is_alive()):
+            return
+        captions = self.pipeline.captions
+        if captions.source is None:
+            return
+        with self._taken_lock:
+            busy = set(self._taken)
+        rows = [
+            r
+            for r in self.store.needing_caption(self.tagger.encoder.model_id)
+            if r.path not in busy
+        ]
+        if not rows:
+            self._next_captions = now + self.config.watch.caption_retry_seconds
+            return
+        if not captions.available:
+            self._back_off(now, len(rows))
+            return
+        self._caption_wait = self.config.watch.caption_retry_seconds
+        self._next_captions = now + self._caption_wait
+        self._backlog = threading.Thread(
+            target=self._fill, args=(rows,), name="caption-backlog", daemon=True
+        )
+        self._backlog.start()
+
+    def _back_off(self, now: float, waiting: int) -> None:
+        log.info(
+            "the LLM is unavailable; %d captions wait (next try in %.0f s)",
+            waiting,
+            self._caption_wait,
+        )
+        self._next_captions = now + self._caption_wait
+        self._caption_wait = min(self._caption_wait * 2, MAX_CAPTION_WAIT_S)
+
+    def _fill(self, rows: list) -> None:
+        try:
+            fill_captions(
+                rows,
+                self.pipeline.captions,
+                self.pipeline.writer,
+                self.store,
+                self.pipeline.progress,
+                self._backlog_stop,
+                self.pipeline.context_of,
+            )
+        except Exception:
+            log.exception("filling waiting captions failed")
+
+    def _unload_if_idle(self, now: float) -> None:
+        minutes = self.config.watch.idle_unload_minutes
+        model = self.tagger.encoder.model
+        if minutes and model.loaded and now - self._last_work > minutes * 60:
+            model.unload()
+            log.info(
+                "CLIP model unloaded after %.0f idle minutes (loaded again on demand)", minutes
+            )
+
+    def _busy(self) -> bool:
+        with self._taken_lock:
+            return bool(self._taken)
+
+    def _ping(self) -> None:
+        """systemd watchdog: only while the pipeline makes progress."""
+        busy = self._busy()
+        if not busy:
+            self.activity.mark_progress()
+        if self.activity.stuck(busy, self.config.watch.stuck_minutes * 60):
+            log.error(
+                "no photo finished for %.0f minutes with work in progress; "
+                "withholding watchdog pings",
+                self.config.watch.stuck_minutes,
+            )
+            return
+        self.notifier.watchdog()
+
+    # -- status ------------------------------------------------------------------------
+    def llm_state(self) -> str:
+        captions = self.pipeline.captions
+        if captions.source is None:
+            return "off"
+        return "ok" if captions.available else "down"
+
+    def _publish(self, *, force: bool = False, state: str = "running") -> str:
+        now = time.monotonic()
+        if not force and now - self._last_state < STATE_EVERY_S:
+            return self._status
+        self._last_state = now
+        queued = self.queue.depth()
+        line = status_line(len(self.watcher.roots), queued, self.activity.rate(), self.llm_state())
+        publish_state(self.store, "daemon", self._state(state, queued, line))
+        if line != self._status:
+            self._status = line
+            self.notifier.status(line)
+        return line
+
+    def _state(self, state: str, queued: int, line: str) -> dict[str, Any]:
+        return {
+            "state": state,
+            "pid": os.getpid(),
+            "started_at": self.started_at,
+            "folders": [str(p) for p in self.watcher.folders],
+            "poll_folders": [str(p) for p in self.watcher.poll_folders],
+            "queued": queued,
+            "in_progress": len(self._taken),
+            "photos_per_s": round(self.activity.rate(), 2),
+            "totals": dict(self.activity.totals),
+            "llm": self.llm_state(),
+            "model": "loaded" if self.tagger.encoder.model.loaded else "unloaded",
+            "status": line,
+        }
+
+    # -- building and reloading --------------------------------------------------------
+    def _new_pipeline(self) -> Pipeline:
+        return Pipeline(
+            self.store,
+            self.tagger,
+            build_captions(self.config),
+            build_writer_factory(self.config, self.store),
+            LogProgress(self.activity),
+            batch_size=self.config.model.batch_size,
+            decode_workers=self.config.scan.decode_workers,
+            on_outcome=self._on_outcome,
+            context_of=build_context_reader(self.config),
+        )
+
+    def _new_watcher(self) -> FolderWatcher:
+        watch = self.config.watch
+        if not watch.folders and not watch.poll_folders:
+            raise ConfigError(
+                "nothing to watch: list your photo folders under watch.folders (or "
+                "watch.poll_folders for network mounts) in the config"
+            )
+        return FolderWatcher(
+            watch.folders,
+            watch.poll_folders,
+            self.config.scan,
+            self.inbox,
+            poll_interval=watch.poll_interval,
+        )
+
+    def _reload(self) -> None:
+        """SIGHUP: re-read the config; keep running on the old one if the new one is bad."""
+        self.controls.reload.clear()
+        if self.reload_config is None:
+            return
+        self.notifier.reloading()
+        try:
+            new = self.reload_config()
+            _check_folders(new)
+        except PhotoscribeError as exc:
+            log.error("config not reloaded, keeping the running one: %s", exc)
+            self.notifier.ready_after_reload(self._publish(force=True))
+            return
+        self._apply(new)
+        self.notifier.ready_after_reload(self._publish(force=True))
+
+    def _apply(self, new: Config) -> None:
+        if new.index_path != self.config.index_path:
+            log.warning("index_path changes take effect after a restart")
+            new = dataclasses.replace(new, index_path=self.config.index_path)
+        self.watcher.stop()
+        self._stop_threads()
+        self._backlog_stop = threading.Event()
+        self.pipeline.flush()
+        self.pipeline.captions.close()
+        self.pipeline.writer.close()
+        keep_model = (new.model, new.tagging, new.cache_dir) == (
+            self.config.model,
+            self.config.tagging,
+            self.config.cache_dir,
+        )
+        self.config = new
+        if not keep_model:
+            self.tagger = build_tagger(new)
+        self._caption_wait = new.watch.caption_retry_seconds
+        self._next_captions = 0.0
+        self.pipeline = self._new_pipeline()
+        self.watcher = self._new_watcher()
+        self.watcher.start()
+        self._request_scan(self.watcher.roots)
+        logging.getLogger().setLevel(new.log_level)
+        log.info("config reloaded")
+
+
+def _check_folders(config: Config) -> None:
+    for folder in (*config.watch.folders, *config.watch.poll_folders):
+        if not folder.is_dir():
+            raise ConfigError(f"the watched folder {display(folder)} does not exist")
+
+
+def _stat_or_none(path: Path):
+    try:
+        return file_stat(path)
+    except OSError:
+        return None

@@ -1,0 +1,67 @@
+"""The journal of metadata writes: what each key held before photoscribe wrote it, and after."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from photoscribe.store.photos import PhotoStore
+
+Change = tuple[Any, Any]  # (value before, value after); None = the tag was absent
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: int
+    path: Path
+    target: Path
+    changes: dict[str, Change]
+    written_at: float
+
+
+class Journal:
+    def __init__(self, store: PhotoStore) -> None:
+        self.store = store
+
+    def record(self, path: Path, target: Path, changes: dict[str, Change]) -> None:
+        if not changes:
+            return
+        with self.store.transaction() as c:
+            c.execute(
+                "INSERT INTO journal (path, target, changes, written_at) VALUES (?, ?, ?, ?)",
+                (str(path), str(target), json.dumps(changes, ensure_ascii=False), time.time()),
+            )
+
+    def pending(self, path: Path) -> list[Entry]:
+        """Writes to ``path`` not undone yet, newest first."""
+        rows = self.store.query(
+            "SELECT id, path, target, changes, written_at FROM journal "
+            "WHERE path = ? AND undone_at IS NULL ORDER BY id DESC",
+            (str(path),),
+        )
+        return [_entry(r) for r in rows]
+
+    def paths(self, under: Iterable[Path] = ()) -> list[Path]:
+        """Photos with writes not undone yet (below the folders ``under``, or all)."""
+        rows = self.store.query(
+            "SELECT DISTINCT path FROM journal WHERE undone_at IS NULL ORDER BY path"
+        )
+        found = [Path(r[0]) for r in rows]
+        roots = [r.absolute() for r in under]
+        if not roots:
+            return found
+        return [p for p in found if any(p == r or r in p.parents for r in roots)]
+
+    def mark_undone(self, ids: Iterable[int]) -> None:
+        now = time.time()
+        with self.store.transaction() as c:
+            c.executemany("UPDATE journal SET undone_at = ? WHERE id = ?", [(now, i) for i in ids])
+
+
+def _entry(r: Any) -> Entry:
+    changes = {k: (v[0], v[1]) for k, v in json.loads(r[3]).items()}
+    return Entry(r[0], Path(r[1]), Path(r[2]), changes, r[4])

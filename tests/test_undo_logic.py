@@ -54,8 +54,13 @@ def test_the_iptc_utf8_marker_stays_while_iptc_text_remains() -> None:
         "Iptc.Envelope.CharacterSet": (None, "\x1b%G"),
         "Iptc.Application2.Keywords": (None, ["red"]),
     }
+    current = {"Iptc.Envelope.CharacterSet": "\x1b%G", "Iptc.Application2.Keywords": ["red", "Öl"]}
+    assert revert(current, [entry]) == {"Iptc.Application2.Keywords": ["Öl"]}
     current = {"Iptc.Envelope.CharacterSet": "\x1b%G", "Iptc.Application2.Keywords": ["red", "Oma"]}
-    assert revert(current, [entry]) == {"Iptc.Application2.Keywords": ["Oma"]}
+    assert revert(current, [entry]) == {
+        "Iptc.Envelope.CharacterSet": None,
+        "Iptc.Application2.Keywords": ["Oma"],
+    }
     current = {"Iptc.Envelope.CharacterSet": "\x1b%G", "Iptc.Application2.Keywords": ["red"]}
     assert revert(current, [entry]) == {
         "Iptc.Envelope.CharacterSet": None,

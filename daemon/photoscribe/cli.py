@@ -41,6 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     scan.add_argument("--force", action="store_true", help="re-tag photos already done")
     scan.add_argument("--no-caption", action="store_true", help="keywords only, no LLM calls")
+    scan.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="tag and caption, show what would change in each file, write nothing",
+    )
     scan.set_defaults(func=cmd_scan)
 
     run = sub.add_parser(
@@ -104,9 +109,17 @@ def cmd_scan(config: Config, args: argparse.Namespace) -> int:
     from photoscribe.service import scan
 
     summary = scan(
-        config, args.paths, progress=Progress(), force=args.force, captions=not args.no_caption
+        config,
+        args.paths,
+        progress=Progress(),
+        force=args.force,
+        captions=not args.no_caption,
+        dry_run=args.dry_run,
+        show=show_changes,
     )
     print_summary(summary)
+    if args.dry_run:
+        print("dry run: nothing was written (neither photos nor the index)")
     return 1 if summary.failed else 0
 
 
@@ -275,13 +288,18 @@ def cmd_undo(config: Config, args: argparse.Namespace) -> int:
     return 1 if summary.failed else 0
 
 
-def show_plan(plan) -> None:  # an undo.UndoPlan or a metadata dry-run plan
-    if not plan.changes:
-        print(f"{display(plan.path)}: nothing to change")
+def show_plan(plan) -> None:  # an undo.UndoPlan
+    show_changes(plan.path, {k: (plan.current.get(k), v) for k, v in plan.changes.items()})
+
+
+def show_changes(path: Path, changes: dict) -> None:
+    """One file's changes: key: before → after."""
+    if not changes:
+        print(f"{display(path)}: nothing to change")
         return
-    print(display(plan.path))
-    for key, value in plan.changes.items():
-        print(f"    {key}: {_short(plan.current.get(key))} → {_short(value)}")
+    print(display(path))
+    for key, (before, after) in changes.items():
+        print(f"    {key}: {_short(before)} → {_short(after)}")
 
 
 def _short(value, limit: int = 80) -> str:

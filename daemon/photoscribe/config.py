@@ -98,6 +98,12 @@ class MetadataConfig:
     # Parent of photoscribe's keywords in the hierarchical keyword tags (lr:hierarchicalSubject
     # "AI|cat", digiKam TagsList "AI/cat"); "" = top level. Flat keyword tags get "cat".
     keyword_root: str = ""
+    # embed: write into JPEG/PNG/TIFF/WebP; sidecar: always NAME.EXT.xmp beside the photo;
+    # auto: embed, but a sidecar for read-only photos. RAW and HEIF/AVIF always get a sidecar.
+    mode: Literal["auto", "embed", "sidecar"] = "auto"
+    lightroom_sidecar: bool = False  # also NAME.xmp (Lightroom's name) when no other photo
+    #                                   shares NAME
+    keep_mtime: bool = False  # give a rewritten photo its old modification time
 
     def __post_init__(self) -> None:
         root = self.keyword_root

@@ -50,6 +50,11 @@ class MetadataError(PhotoError):
     """Metadata could not be read from or written to a photo; the photo is untouched."""
 
 
+class NotWritableError(MetadataError):
+    """Neither the photo nor a sidecar beside it can be written (a read-only folder); the
+    photo is still indexed."""
+
+
 class PhotoChangedError(PhotoError):
     """The photo changed on disk while we worked on it; nothing was written, retry later."""
 

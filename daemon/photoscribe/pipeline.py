@@ -68,6 +68,7 @@ class Pipeline:
         batch_size: int,
         decode_workers: int,
         force: bool = False,
+        dry_run: bool = False,
         on_outcome: Callable[[Path, str], None] | None = None,
         context_of: Callable[[bytes], str | None] | None = None,
     ) -> None:
@@ -78,6 +79,7 @@ class Pipeline:
         self.batch_size = batch_size
         self.decode_workers = decode_workers
         self.force = force
+        self.dry_run = dry_run  # the index is not changed either
         self.on_outcome = on_outcome  # told each photo's final outcome (the daemon's queue)
         self.context_of = context_of  # None: only keywords go to the LLM (the default)
         self.summary = Summary()
@@ -95,7 +97,8 @@ class Pipeline:
             self.on_outcome(path, outcome)
 
     def _fail(self, path: Path, stat: FileStat | None, reason: str) -> None:
-        self.store.save_failure(path, stat, reason)
+        if not self.dry_run:
+            self.store.save_failure(path, stat, reason)
         self._report(path, "failed", reason)
 
     # -- the run ---------------------------------------------------------------
@@ -229,6 +232,9 @@ class Pipeline:
 
     def _reuse(self, item: Known) -> None:
         row = item.row
+        if self.dry_run and (row.path == item.path or not row.path.exists()):
+            self._report(item.path, "skipped", None)  # would only update the index
+            return
         if row.path == item.path:
             self.store.touch(row.id, item.stat)  # only metadata changed, e.g. another tool
             self._report(item.path, "skipped", None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 class State(enum.StrEnum):
@@ -57,6 +58,9 @@ class WriteOutcome:
     stat: FileStat | None  # the file's identity after the write (None in dry runs)
     keywords: tuple[str, ...]  # all keywords in the file after the write
     description: str | None  # the description in the file after the write
+    # (file written, {exiv2 key: (value before, value after)}): the photo or its sidecar(s);
+    # in a dry run, what would be written
+    changes: tuple[tuple[Path, dict[str, tuple[Any, Any]]], ...] = ()
 
 
 @dataclass

@@ -46,15 +46,15 @@ def build_context_reader(config: Config):
     return context_reader(config.llm.context, config.llm.language, config.llm.hemisphere)
 
 
-def build_writer_factory(config: Config, store: PhotoStore):
+def build_writer_factory(config: Config, store: PhotoStore, *, dry_run: bool = False, show=None):
     write_fn = None
     if config.metadata.write:
-        from photoscribe.metadata import write_annotation
+        from photoscribe.metadata import write_photo
 
-        write_fn = write_annotation
+        write_fn = write_photo
 
     def factory(report):
-        return Writer(store, write_fn, report, metadata=config.metadata)
+        return Writer(store, write_fn, report, metadata=config.metadata, dry_run=dry_run, show=show)
 
     return factory
 
@@ -66,8 +66,13 @@ def scan(
     progress: Progress,
     force: bool = False,
     captions: bool = True,
+    dry_run: bool = False,
+    show=None,
 ) -> Summary:
-    """`photoscribe scan`: tag, caption, write and index every photo under ``roots``."""
+    """`photoscribe scan`: tag, caption, write and index every photo under ``roots``.
+
+    ``dry_run``: tag and caption, but write nothing; ``show(file, changes)`` is told what
+    would change in each file."""
     paths = find_photos(roots, config.scan)
     log.info("found %d photos under %s", len(paths), ", ".join(map(str, roots)))
     tagger = build_tagger(config)
@@ -80,11 +85,12 @@ def scan(
             store,
             tagger,
             build_captions(config, captions),
-            build_writer_factory(config, store),
+            build_writer_factory(config, store, dry_run=dry_run, show=show),
             progress,
             batch_size=config.model.batch_size,
             decode_workers=config.scan.decode_workers,
             force=force,
+            dry_run=dry_run,
             context_of=build_context_reader(config),
         )
         return pipeline.run(paths)
@@ -204,12 +210,17 @@ def undo(
             entries = journal.pending(path)
             try:
                 for target, group in _by_target(entries):
-                    plan, data, stat = plan_file(target, [e.changes for e in group])
+                    if not target.exists():  # e.g. a sidecar deleted since: nothing to take back
+                        continue
+                    sidecar = target != path
+                    plan, data, stat = plan_file(
+                        target, [e.changes for e in group], sidecar=sidecar
+                    )
                     show(plan)
                     if not dry_run and plan.changes:
-                        stat = apply_file(plan, data, stat)
-                    if not dry_run and target == path:
-                        store.mark_undone(path, stat)
+                        apply_file(plan, data, stat, sidecar=sidecar)
+                if not dry_run:
+                    store.mark_undone(path, _stat_or_none(path))
             except PhotoError as exc:
                 summary.fail(path, str(exc))
                 continue
@@ -237,3 +248,12 @@ def _by_target(entries):
     for entry in entries:  # newest first, kept within each target
         groups.setdefault(entry.target, []).append(entry)
     return list(groups.items())
+
+
+def _stat_or_none(path: Path):
+    from photoscribe.fsutil import file_stat
+
+    try:
+        return file_stat(path)
+    except OSError:
+        return None

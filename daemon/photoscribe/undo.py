@@ -36,6 +36,7 @@ class UndoPlan:
     path: Path
     changes: dict[str, Value | None]  # key → value to set (None: remove the tag)
     current: dict[str, Value]  # what those keys hold now
+    empties: bool = False  # nothing would be left in the file's metadata
 
 
 def revert(current: Mapping[str, Value], entries: Sequence[Mapping[str, Change]]) -> dict:
@@ -63,11 +64,18 @@ def _revert_one(key: str, now: Value, before: Value, after: Value) -> Value:
 
 
 def _keep_iptc_charset(changes: dict, current: Mapping[str, Value]) -> dict:
-    """Never drop the UTF-8 marker while IPTC text (e.g. the user's keywords) remains."""
+    """Never drop the UTF-8 marker while non-ASCII IPTC text (e.g. the user's keywords,
+    written as UTF-8 meanwhile) remains: readers would take it for Latin-1."""
     if IPTC_CHARSET not in changes or changes[IPTC_CHARSET] is not None:
         return changes
     remaining = {**current, **changes}
-    if any(k.startswith("Iptc.Application2.") and v for k, v in remaining.items()):
+    texts = (
+        item
+        for k, v in remaining.items()
+        if k.startswith("Iptc.Application2.")
+        for item in _as_list(v, None)
+    )
+    if any(not text.isascii() for text in texts):
         changes = dict(changes)
         del changes[IPTC_CHARSET]
     return changes
@@ -108,31 +116,44 @@ def _from_list(items: list[str], sep: str | None, like: Value) -> Value:
 
 # -- files -----------------------------------------------------------------------------
 def plan_file(
-    path: Path, entries: Sequence[Mapping[str, Change]]
+    path: Path, entries: Sequence[Mapping[str, Change]], *, sidecar: bool = False
 ) -> tuple[UndoPlan, bytes, FileStat]:
     """What undoing ``entries`` would change in the file at ``path``; its bytes and stat."""
     from photoscribe.metadata import backend
 
     stat, data = _read(path)
-    with backend.opened(data, display(path)) as photo:
+    with backend.opened(data, display(path), sidecar=sidecar) as photo:
         values = photo.snapshot().values
     changes = revert(values, entries)
-    return UndoPlan(path, changes, {k: values.get(k) for k in changes}), data, stat
+    removed = {k for k, v in changes.items() if v is None}
+    current = {k: values.get(k) for k in changes}
+    return UndoPlan(path, changes, current, empties=not set(values) - removed), data, stat
 
 
-def apply_file(plan: UndoPlan, data: bytes, expected: FileStat) -> FileStat:
-    """Write ``plan`` into the file atomically; pixels must stay identical."""
+def apply_file(
+    plan: UndoPlan, data: bytes, expected: FileStat, *, sidecar: bool = False
+) -> FileStat | None:
+    """Write ``plan`` into the file atomically; a photo's pixels must stay identical, a
+    sidecar left with nothing in it is deleted (None)."""
     from photoscribe.metadata import backend
 
     where = display(plan.path)
-    with backend.opened(data, where) as photo:
+    if sidecar and plan.empties:  # exiv2 cannot write an empty packet; the file was ours
+        return _remove(plan.path, expected)
+    with backend.opened(data, where, sidecar=sidecar) as photo:
         new = photo.rewrite(plan.changes)
-    if content_hash(new) != content_hash(data):
+    if not sidecar and content_hash(new) != content_hash(data):
         raise MetadataError(f"undo would change the pixels of {where}; nothing written")
     try:
         return atomic_replace(plan.path, new, expected)
     except OSError as exc:
         raise MetadataError(f"cannot write {where}: {exc.strerror or exc}") from exc
+
+
+def _remove(path: Path, expected: FileStat) -> None:
+    if file_stat(path) != expected:
+        raise PhotoChangedError(f"{display(path)} changed meanwhile; try again")
+    path.unlink()
 
 
 def _read(path: Path) -> tuple[FileStat, bytes]:

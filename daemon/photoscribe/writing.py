@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from photoscribe.config import MetadataConfig
-from photoscribe.errors import PhotoChangedError, PhotoError
+from photoscribe.errors import NotWritableError, PhotoChangedError, PhotoError
 from photoscribe.fsutil import display, file_stat
 from photoscribe.records import Annotation, FileStat, Tagging, WriteOutcome
 from photoscribe.store import PhotoStore
+from photoscribe.store.journal import Journal
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ class CaptionJob:
 Job = TaggedJob | CaptionJob
 # report(path, outcome, reason): outcome is "tagged", "tagged+caption", "captioned" or "failed"
 Report = Callable[[Path, str, str | None], None]
+Show = Callable[[Path, dict], None]  # (file, {key: (before, after)}) in a dry run
 
 
 class Writer:
@@ -57,11 +59,16 @@ class Writer:
         report: Report,
         *,
         metadata: MetadataConfig | None = None,
+        dry_run: bool = False,
+        show: Show | None = None,
     ) -> None:
         self.store = store
         self.write_fn = write_fn  # None: index only, photos are never touched
         self.report = report
         self.metadata = metadata or MetadataConfig()  # passed to write_fn as config=
+        self.dry_run = dry_run  # nothing written, neither files nor the index
+        self.show = show  # told each file's changes in a dry run
+        self.journal = Journal(store)
         self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=256)
         self._thread = threading.Thread(target=self._loop, name="writer", daemon=True)
         self._thread.start()
@@ -90,9 +97,15 @@ class Writer:
         self._queue.task_done()
 
     def _handle(self, job: Job) -> None:
+        note = job.note if isinstance(job, TaggedJob) else None
         try:
             stat = self._write_file(job)
+        except NotWritableError as exc:  # a read-only folder: the index still learns the tags
+            stat, note = _stat_or_none(job.path), str(exc)
         except PhotoChangedError as exc:
+            if not job.path.exists():  # deleted meanwhile: nothing to record
+                self.report(job.path, "failed", str(exc))
+                return
             self.store.save_failure(job.path, None, str(exc))  # stat unknown → retried
             self.report(job.path, "failed", str(exc))
             return
@@ -101,11 +114,13 @@ class Writer:
             self.report(job.path, "failed", str(exc))
             return
         if isinstance(job, CaptionJob):
-            self.store.save_caption(job.row_id, job.caption, stat)
+            if not self.dry_run:
+                self.store.save_caption(job.row_id, job.caption, stat)
             self.report(job.path, "captioned", None)
             return
-        self.store.save_tagged(job.path, stat, job.content_hash, job.tagging, job.caption)
-        self.report(job.path, "tagged+caption" if job.caption else "tagged", job.note)
+        if not self.dry_run:
+            self.store.save_tagged(job.path, stat, job.content_hash, job.tagging, job.caption)
+        self.report(job.path, "tagged+caption" if job.caption else "tagged", note)
 
     def _write_file(self, job: Job) -> FileStat | None:
         if self.write_fn is None:
@@ -116,12 +131,21 @@ class Writer:
             model=job.tagging.model,
             content_hash=job.content_hash,
         )
+
+        def journal(target: Path, changes: dict) -> None:
+            self.journal.record(job.path, target, changes)
+
         outcome = self.write_fn(
             job.path,
             annotation,
             expected_hash=job.content_hash,
             config=self.metadata,
+            dry_run=self.dry_run,
+            journal=journal,
         )
+        if self.dry_run and self.show is not None:
+            for target, changes in outcome.changes:
+                self.show(target, changes)
         return outcome.stat or _stat_or_none(job.path)
 
 

@@ -5,12 +5,20 @@
 - ``backend``: pyexiv2 in memory, its errors turned into MetadataError.
 - ``photoshop``: keeps a Photoshop IPTCDigest current (pure byte patching).
 - ``writer``: the hash checks and the atomic replacement.
+- ``sidecar``: XMP sidecars (RAW, HEIF, read-only photos, or by choice) and the choice.
 """
 
 from __future__ import annotations
 
 from photoscribe.metadata.merge import Existing
+from photoscribe.metadata.sidecar import write_photo
 from photoscribe.metadata.text import sanitize_keyword
 from photoscribe.metadata.writer import read_existing, write_annotation
 
-__all__ = ["Existing", "read_existing", "sanitize_keyword", "write_annotation"]
+__all__ = [
+    "Existing",
+    "read_existing",
+    "sanitize_keyword",
+    "write_annotation",
+    "write_photo",
+]

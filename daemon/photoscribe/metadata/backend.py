@@ -42,10 +42,18 @@ class Snapshot:
 
 
 @contextmanager
-def opened(data: bytes, where: str) -> Iterator[Photo]:
-    """The photo in ``data`` held by exiv2 until the block ends."""
+def opened(data: bytes, where: str, *, sidecar: bool = False) -> Iterator[Photo]:
+    """The photo in ``data`` held by exiv2 until the block ends.
+
+    ``sidecar``: ``data`` is an XMP sidecar. exiv2 mirrors a sidecar's XMP into EXIF and
+    IPTC in memory and, when writing, copies them back into any XMP property that is
+    absent, which would resurrect every property photoscribe deletes; the mirrors are
+    dropped so that only the XMP is read and written."""
     photo = Photo(data, where)
     try:
+        if sidecar:
+            photo._call("read", photo._image.clear_exif)
+            photo._call("read", photo._image.clear_iptc)
         yield photo
     finally:
         photo.close()
@@ -87,8 +95,10 @@ class Photo:
             # modify_xmp writes every array as rdf:Seq. Re-parsing the packet makes exiv2 use
             # the array type it has registered for some (dc:subject → rdf:Bag); the others
             # that must be Bags (lr:hierarchicalSubject, our own) are turned into Bags by hand.
-            packet = self._call("read", image.read_raw_xmp)
-            self._call("write", lambda: image.modify_raw_xmp(seqs_to_bags(packet, BAG_QNAMES)))
+            # With no XMP left, exiv2 still hands out the old packet: never write that back.
+            if self._call("read", image.read_xmp):
+                packet = self._call("read", image.read_raw_xmp)
+                self._call("write", lambda: image.modify_raw_xmp(seqs_to_bags(packet, BAG_QNAMES)))
         return _repair_side_effects(self._data, self._call("write", image.get_bytes))
 
     def _call(self, action: str, fn: Callable[[], T]) -> T:
@@ -165,7 +175,7 @@ def _utf8_or_latin1(text: str) -> str:
     """``text`` was decoded as Latin-1: its bytes as UTF-8 if they are, else as they are."""
     try:
         return text.encode("latin-1").decode("utf-8")
-    except UnicodeDecodeError:
+    except (UnicodeDecodeError, UnicodeEncodeError):  # not UTF-8; or UCS-2 (XP tags) as read
         return text
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import photoscribe
 from photoscribe.config import MetadataConfig
@@ -17,6 +18,8 @@ from photoscribe.metadata.merge import Existing, Plan, exif_can_move, existing_f
 from photoscribe.records import Annotation, FileStat, WriteOutcome
 
 FORMAT_NAMES = {"heif": "HEIF/AVIF"}
+Change = tuple[Any, Any]  # (value before, value after); None: the tag is absent
+Journal = Callable[[Path, dict[str, Change]], None]
 
 
 def read_existing(data: bytes) -> Existing:
@@ -32,8 +35,12 @@ def write_annotation(
     expected_hash: str,
     config: MetadataConfig | None = None,
     dry_run: bool = False,
+    journal: Journal | None = None,
 ) -> WriteOutcome:
     """Merge ``ann`` into the photo at ``path`` and replace the file atomically.
+
+    ``journal(file, changes)`` is told what each changed tag held before and holds after,
+    right before the file is replaced (so that `photoscribe undo` can take it back).
 
     ``config`` (the ``metadata:`` settings) decides whether a user's description is
     overwritten and under which root the keyword paths go. Raises PhotoChangedError
@@ -43,6 +50,7 @@ def write_annotation(
     and when nothing would change (``changed=False``).
     """
     where = display(path)
+    config = config or MetadataConfig()
     before, data = _read(path, where)
     fmt = _writable_format(data, expected_hash, where)
     with backend.opened(data, where) as photo:
@@ -52,20 +60,26 @@ def write_annotation(
             snapshot.latin1,
             ann,
             schemas=_schemas(fmt, snapshot.values, where),
-            options=config or MetadataConfig(),
-            provenance=_provenance(),
+            options=config,
+            provenance=provenance(),
             exif_required=EXIF_IFD0_REQUIRED.get(fmt),
         )
         if not result.changes or dry_run:
+            planned = before_after(snapshot.values, result.changes)
             stat = None if dry_run else before
-            return _outcome(result, changed=bool(result.changes), stat=stat)
+            return outcome(
+                result, changed=bool(result.changes), stat=stat, changes=((path, planned),)
+            )
         new_data = photo.rewrite(result.changes)
     _check_pixels_kept(new_data, expected_hash, where)
+    changes = written_changes(snapshot.values, new_data, result.changes, where)
+    if journal is not None:
+        journal(path, changes)
     try:
-        stat = atomic_replace(path, new_data, before)
+        stat = atomic_replace(path, new_data, before, keep_mtime=config.keep_mtime)
     except OSError as exc:
         raise MetadataError(f"cannot write {where}: {exc.strerror or exc}") from exc
-    return _outcome(result, changed=True, stat=stat)
+    return outcome(result, changed=True, stat=stat, changes=((path, changes),))
 
 
 def _read(path: Path, where: str) -> tuple[FileStat, bytes]:
@@ -129,13 +143,41 @@ def _check_pixels_kept(new_data: bytes, expected_hash: str, where: str) -> None:
         raise MetadataError(f"{where}: writing metadata would change the image data; not writing")
 
 
-def _provenance() -> dict[str, str]:
+def provenance() -> dict[str, str]:
     """Written along with every change, never a reason to write by itself."""
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {"version": photoscribe.__version__, "time": now}
 
 
-def _outcome(result: Plan, *, changed: bool, stat: FileStat | None) -> WriteOutcome:
+def before_after(values: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Change]:
+    return {key: (values.get(key), value) for key, value in changes.items()}
+
+
+def written_changes(
+    values: Mapping[str, Any],
+    new_data: bytes,
+    changes: Mapping[str, Any],
+    where: str,
+    *,
+    sidecar: bool = False,
+) -> dict[str, Change]:
+    """Each changed tag's value before and, as exiv2 reads it back, after the write."""
+    with backend.opened(new_data, where, sidecar=sidecar) as written:
+        after = written.snapshot().values
+    return {key: (values.get(key), after.get(key)) for key in changes}
+
+
+def outcome(
+    result: Plan,
+    *,
+    changed: bool,
+    stat: FileStat | None,
+    changes: tuple[tuple[Path, dict[str, Change]], ...] = (),
+) -> WriteOutcome:
     return WriteOutcome(
-        changed=changed, stat=stat, keywords=result.keywords, description=result.description
+        changed=changed,
+        stat=stat,
+        keywords=result.keywords,
+        description=result.description,
+        changes=changes if changed else (),
     )

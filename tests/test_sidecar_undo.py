@@ -104,11 +104,13 @@ def test_raw_and_heic_get_sidecars_and_stay_byte_identical(run) -> None:
     pillow_heif.register_heif_opener()
     heic = folder / "IMG_0002.HEIC"
     draw_shape("blue", "square", size=(400, 300), seed=2).save(heic, "HEIF", quality=80)
-    before = {p: sha(p) for p in (raw, heic)}
+    avif = folder / "IMG_0003.avif"
+    draw_shape("yellow", "triangle", size=(400, 300), seed=4).save(avif, "AVIF", quality=80)
+    before = {p: sha(p) for p in (raw, heic, avif)}
 
     assert run("scan", str(folder)) == 0
-    assert {p: sha(p) for p in (raw, heic)} == before  # the originals are never written
-    for photo, colour in ((raw, "red"), (heic, "blue")):
+    assert {p: sha(p) for p in (raw, heic, avif)} == before  # the originals are never written
+    for photo, colour in ((raw, "red"), (heic, "blue"), (avif, "yellow")):
         sidecar = photo.with_name(photo.name + ".xmp")
         (tags,) = exif(sidecar)
         assert colour in as_list(tags["XMP-dc:Subject"])
@@ -116,6 +118,20 @@ def test_raw_and_heic_get_sidecars_and_stay_byte_identical(run) -> None:
     store = open_store(run.index)
     assert {r.state for r in store.rows_under(folder)} == {State.DONE}
     store.close()
+
+
+def test_unreadable_raw_and_heic_are_recorded_and_left_alone(run, capsys) -> None:
+    garbage = run.folder / "broken.NEF"
+    garbage.write_bytes(b"II*\x00" + bytes(range(256)) * 64)
+    empty = run.folder / "empty.heic"
+    empty.write_bytes(b"\x00\x00\x00\x18ftypheic" + b"\x00" * 40)
+    before = {p: sha(p) for p in (garbage, empty)}
+    assert run("scan", str(run.folder)) == 1
+    out = capsys.readouterr().out
+    assert "broken.NEF: this RAW file has no usable embedded preview" in out
+    assert "empty.heic:" in out
+    assert {p: sha(p) for p in (garbage, empty)} == before
+    assert sorted(p.name for p in run.folder.iterdir()) == ["broken.NEF", "empty.heic"]
 
 
 def test_a_raw_with_a_jpeg_twin_is_tagged_from_the_twin(run) -> None:

@@ -28,6 +28,7 @@ OUT = Path(__file__).parent / "out"
 
 
 def make_photos(folder: Path, count: int, size: tuple[int, int]) -> list[Path]:
+    import numpy as np
     import skimage.data
     from PIL import Image
 
@@ -40,7 +41,9 @@ def make_photos(folder: Path, count: int, size: tuple[int, int]) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i in range(count):
-        img = Image.fromarray(sources[i % len(sources)]).convert("RGB").resize(size)
+        # rolled by i pixels: every photo distinct, so none is skipped as a copy of another
+        pixels = np.roll(sources[i % len(sources)], i, axis=1)
+        img = Image.fromarray(pixels).convert("RGB").resize(size)
         path = folder / f"photo_{i:04d}.jpg"
         img.save(path, quality=90)
         paths.append(path)

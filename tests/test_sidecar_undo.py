@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import stat
 import subprocess
 from pathlib import Path
@@ -19,6 +18,7 @@ from photoscribe.records import State
 from photoscribe.store import open_store
 
 from conftest import tiny_config_dict
+from fixtures.exiftool import exiftool_json
 from fixtures.synthetic import draw_shape
 
 DARKTABLE_SIDECAR = """<?xml version="1.0" encoding="UTF-8"?>
@@ -49,13 +49,7 @@ DARKTABLE_SIDECAR = """<?xml version="1.0" encoding="UTF-8"?>
 
 
 def exif(*paths: Path) -> list[dict]:
-    out = subprocess.run(
-        ["exiftool", "-j", "-G1", "-a", "-struct", *map(str, paths)],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return json.loads(out)
+    return exiftool_json("-G1", "-a", "-struct", *paths)
 
 
 def as_list(value) -> list:

@@ -279,6 +279,22 @@ def test_undo_all_removes_sidecars_photoscribe_created(run) -> None:
     assert after["XMP-darktable:History"] == history["XMP-darktable:History"]
 
 
+def test_undo_of_a_photo_photoscribe_never_wrote_changes_nothing(run, capsys) -> None:
+    photo = run.folder / "mine.jpg"
+    photo.write_bytes(jpeg_bytes("red", "circle", 14))
+    digest = sha(photo)
+    assert run("scan", str(run.folder), metadata={"write": False}) == 0  # index only
+    capsys.readouterr()
+    assert run("undo", str(photo)) == 0
+    assert "0 photos restored, 0 failed, 1 with nothing photoscribe wrote on record" in (
+        capsys.readouterr().out
+    )
+    assert sha(photo) == digest
+    store = open_store(run.index)
+    assert store.by_path(photo).state is State.DONE  # still tagged in the index
+    store.close()
+
+
 def test_undo_needs_paths_or_all(run, capsys) -> None:
     assert run("undo") == 2
     assert "--all" in capsys.readouterr().err

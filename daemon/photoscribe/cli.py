@@ -282,10 +282,13 @@ def cmd_undo(config: Config, args: argparse.Namespace) -> int:
         raise ConfigError("give the photos or folders to undo, or --all (not both)")
     summary = undo(config, args.paths, everything=args.all, dry_run=args.dry_run, show=show_plan)
     verb = "would be restored" if args.dry_run else "restored"
-    print(f"{summary.tagged} photos {verb}, {summary.failed} failed")
+    line = f"{summary.restored} photos {verb}, {len(summary.failures)} failed"
+    if summary.untouched:
+        line += f", {summary.untouched} with nothing photoscribe wrote on record"
+    print(line)
     for path, reason in summary.failures[:MAX_FAILURES_SHOWN]:
         print(f"  failed: {display(path)}: {reason}")
-    return 1 if summary.failed else 0
+    return 1 if summary.failures else 0
 
 
 def show_plan(plan) -> None:  # an undo.UndoPlan

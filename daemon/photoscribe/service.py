@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from photoscribe.captioning import CaptionStage
@@ -191,45 +192,57 @@ def run_daemon(config: Config, controls, reload_config) -> None:
             notifier.close()
 
 
+@dataclass
+class UndoSummary:
+    restored: int = 0
+    untouched: int = 0  # nothing photoscribe wrote is recorded for them
+    failures: list[tuple[Path, str]] = field(default_factory=list)
+
+
 def undo(
     config: Config, paths: Sequence[Path], *, everything: bool, dry_run: bool, show
-) -> Summary:
+) -> UndoSummary:
     """`photoscribe undo`: take photoscribe's metadata out of photos, restore what it replaced.
 
     ``show(plan)`` is called with each file's UndoPlan (before it is applied)."""
     from photoscribe.errors import PhotoError
     from photoscribe.store.journal import Journal
-    from photoscribe.undo import apply_file, plan_file
 
     store = open_store(config.index_path)
-    summary = Summary()
+    summary = UndoSummary()
     try:
         journal = Journal(store)
-        targets = journal.paths() if everything else _undo_targets(journal, paths)
-        for path in targets:
+        for path in journal.paths() if everything else _undo_targets(journal, paths):
             entries = journal.pending(path)
+            if not entries:
+                summary.untouched += 1
+                continue
             try:
-                for target, group in _by_target(entries):
-                    if not target.exists():  # e.g. a sidecar deleted since: nothing to take back
-                        continue
-                    sidecar = target != path
-                    plan, data, stat = plan_file(
-                        target, [e.changes for e in group], sidecar=sidecar
-                    )
-                    show(plan)
-                    if not dry_run and plan.changes:
-                        apply_file(plan, data, stat, sidecar=sidecar)
-                if not dry_run:
-                    store.mark_undone(path, _stat_or_none(path))
+                _undo_photo(path, entries, dry_run=dry_run, show=show)
             except PhotoError as exc:
-                summary.fail(path, str(exc))
+                summary.failures.append((path, str(exc)))
                 continue
             if not dry_run:
+                store.mark_undone(path, _stat_or_none(path))
                 journal.mark_undone(e.id for e in entries)
-            summary.tagged += 1  # counted as "handled"
+            summary.restored += 1
     finally:
         store.close()
     return summary
+
+
+def _undo_photo(path: Path, entries: list, *, dry_run: bool, show) -> None:
+    """Undo ``entries`` (newest first) in the photo and in its sidecar(s)."""
+    from photoscribe.undo import apply_file, plan_file
+
+    for target, group in _by_target(entries):
+        if not target.exists():  # e.g. a sidecar deleted since: nothing to take back
+            continue
+        sidecar = target != path
+        plan, data, stat = plan_file(target, [e.changes for e in group], sidecar=sidecar)
+        show(plan)
+        if not dry_run and plan.changes:
+            apply_file(plan, data, stat, sidecar=sidecar)
 
 
 def _undo_targets(journal, paths: Sequence[Path]) -> list[Path]:

@@ -39,6 +39,53 @@ def test_visible_text_holds_back_reasoning(pieces: list[str]) -> None:
     assert feed_all(pieces) == "A red circle."
 
 
+def test_with_thinking_on_content_before_a_lone_close_tag_is_never_shown() -> None:
+    """Templates that open <think> in the prompt stream reasoning with no opening tag."""
+    shown: list[str] = []
+    visible = VisibleText(shown.append, thinking=True)
+    for piece in [
+        "The user wants ",
+        "a caption; keep it short.",
+        "\n</think>\n\nA red ",
+        "circle.",
+    ]:
+        visible.feed(piece)
+        assert "user" not in "".join(shown)
+    visible.finish()
+    assert "".join(shown) == "A red circle."
+
+
+def test_with_thinking_on_an_answer_without_markers_arrives_at_the_end() -> None:
+    shown: list[str] = []
+    visible = VisibleText(shown.append, thinking=True)
+    visible.feed("A red ")
+    visible.feed("circle.")
+    assert shown == []  # could still be reasoning
+    visible.finish()
+    assert "".join(shown) == "A red circle."
+
+
+def test_with_thinking_on_reasoning_in_its_own_field_lets_content_stream() -> None:
+    shown: list[str] = []
+    visible = VisibleText(shown.append, thinking=True)
+    visible.reasoning_seen()
+    visible.feed("A red ")
+    assert shown == ["A red "]
+    visible.feed("circle.")
+    visible.finish()
+    assert "".join(shown) == "A red circle."
+
+
+@pytest.mark.parametrize("behavior", ["lone_close_think", "think_tags", "reasoning_field"])
+def test_stream_with_thinking_on_shows_no_reasoning(fake_llm, behavior: str) -> None:
+    fake_llm.set_behavior(behavior)
+    shown: list[str] = []
+    cfg = LLMConfig(base_url=fake_llm.base_url, timeout=5, thinking=True)
+    caption = Captioner(cfg, "x").stream(KEYWORDS, shown.append)
+    assert caption == "A photo showing red and circle."
+    assert "".join(shown).strip() == caption
+
+
 @pytest.mark.parametrize("behavior", ["normal", "think_tags", "reasoning_field"])
 def test_stream_from_a_real_http_server(fake_llm, behavior: str) -> None:
     fake_llm.set_behavior(behavior)

@@ -59,13 +59,20 @@ class _Retry(Exception):
 
 
 class VisibleText:
-    """Passes streamed content on, holding back a leading ``<think>…</think>`` block."""
+    """Passes streamed content on, holding back a leading ``<think>…</think>`` block.
 
-    def __init__(self, on_text: Callable[[str], None]) -> None:
+    ``thinking``: the model was asked to think, so content without an opening ``<think>``
+    may still be reasoning (chat templates that put ``<think>`` in the prompt): it is held
+    until ``</think>``, until reasoning arrives in its own field (then the content is the
+    answer), or until the end (``finish``).
+    """
+
+    def __init__(self, on_text: Callable[[str], None], *, thinking: bool = False) -> None:
         self.on_text = on_text
         self.raw = ""  # everything the server sent as content
         self._state = "start"  # start → (thinking →) answer
         self._pending = ""
+        self._hold = thinking
 
     def feed(self, piece: str) -> None:
         if not piece:
@@ -80,8 +87,21 @@ class VisibleText:
             self._answer(self._pending.split("</think>", 1)[1].lstrip())
         elif head.startswith("<think>"):
             self._state = "thinking"
-        elif self._state == "start" and not "<think>".startswith(head):
+        elif self._state == "start" and not self._hold and not "<think>".startswith(head):
             self._answer(head)
+
+    def reasoning_seen(self) -> None:
+        """Reasoning came in its own field: the content is the answer."""
+        if self._hold and self._state == "start":
+            self._hold = False
+            head = self._pending.lstrip()
+            if head and not "<think>".startswith(head):
+                self._answer(head)
+
+    def finish(self) -> None:
+        """The stream ended: content still held back had no reasoning marker after all."""
+        if self._state == "start" and self._pending.strip():
+            self._answer(self._pending.strip())
 
     def _answer(self, text: str) -> None:
         self._state, self._pending = "answer", ""
@@ -217,7 +237,7 @@ class Captioner:
         """Stream a caption: ``on_text`` gets the visible text as it is generated (reasoning
         held back); returns the whole caption, validated. One attempt, no retries."""
         messages = self._messages(keywords, self._prompts, context)
-        visible = VisibleText(on_text)
+        visible = VisibleText(on_text, thinking=self.cfg.thinking)
         reasoning: list[str] = []
         try:
             chunks = self._client.chat.completions.create(**self._params(messages), stream=True)
@@ -227,7 +247,10 @@ class Captioner:
                     continue
                 extra = getattr(delta, "model_extra", None) or {}
                 reasoning.append(extra.get("reasoning_content") or extra.get("reasoning") or "")
+                if reasoning[-1]:
+                    visible.reasoning_seen()
                 visible.feed(delta.content or "")
+            visible.finish()
         except self._openai.APIError as exc:
             error = self._translate(exc)
             raise CaptionUnavailable(getattr(error, "message", str(error))) from exc

@@ -68,3 +68,18 @@ def test_include_and_exclude_globs(tmp_path: Path) -> None:
     assert not accepts(tmp_path / ".hidden/f.jpg", tmp_path, ScanConfig())
     assert not accepts(tmp_path / "a.txt", tmp_path, ScanConfig())
     assert accepts(tmp_path / "2019/b.jpg", tmp_path, ScanConfig())
+
+
+def test_a_stop_request_ends_the_walk_early(tmp_path: Path) -> None:
+    import threading
+
+    from photoscribe.config import ScanConfig
+    from photoscribe.scanner import find_photos
+
+    for i in range(3):
+        (tmp_path / f"d{i}").mkdir()
+        (tmp_path / f"d{i}" / "a.jpg").write_bytes(b"x")
+    stop = threading.Event()
+    assert len(find_photos([tmp_path], ScanConfig(), stop)) == 3
+    stop.set()  # SIGTERM during a catch-up of a big library: it returns at once
+    assert find_photos([tmp_path], ScanConfig(), stop) == []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -27,23 +28,36 @@ Item = tuple[Path, str, FileStat | None]
 
 
 def changes(
-    roots: Iterable[Path], store: PhotoStore, scan: ScanConfig, model_id: str
+    roots: Iterable[Path],
+    store: PhotoStore,
+    scan: ScanConfig,
+    model_id: str,
+    stop: threading.Event | None = None,
 ) -> tuple[list[Item], list[Item]]:
-    """(photos to process, photos gone) under ``roots``."""
+    """(photos to process, photos gone) under ``roots``; ``stop`` ends it early (SIGTERM),
+    with what was found so far (the next start scans again)."""
     todo: list[Item] = []
     gone: list[Item] = []
     for root in roots:
+        if stop is not None and stop.is_set():
+            break
         rows = {r.path: r for r in store.rows_under(root)} if root.is_dir() else {}
-        todo.extend(_new_or_changed(root, rows, scan, model_id))
-        gone.extend((p, GONE, None) for p in rows if not os.path.lexists(p))
+        found = _new_or_changed(root, rows, scan, model_id, stop)
+        todo.extend(found)
+        if stop is None or not stop.is_set():  # stopping: the rest waits for the next start
+            gone.extend((p, GONE, None) for p in rows if not os.path.lexists(p))
     return todo, gone
 
 
 def _new_or_changed(
-    root: Path, rows: dict[Path, PhotoRow], scan: ScanConfig, model_id: str
+    root: Path,
+    rows: dict[Path, PhotoRow],
+    scan: ScanConfig,
+    model_id: str,
+    stop: threading.Event | None,
 ) -> list[Item]:
     try:
-        paths = find_photos([root], scan)
+        paths = find_photos([root], scan, stop)
     except ConfigError as exc:  # the folder went away
         log.warning("cannot scan %s: %s", display(root), exc)
         return []

@@ -288,7 +288,11 @@ class Daemon:
         started = time.monotonic()
         try:
             todo, gone = catchup.changes(
-                roots, self.store, self.config.scan, self.tagger.encoder.model_id
+                roots,
+                self.store,
+                self.config.scan,
+                self.tagger.encoder.model_id,
+                self.controls.stop,
             )
             self.queue.add(todo, delay=self.config.watch.settle_seconds)
             self.queue.add(gone, delay=self.config.watch.settle_seconds + GONE_DELAY_S)

@@ -6,6 +6,7 @@ import contextlib
 import functools
 import logging
 import os
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from fnmatch import fnmatchcase
@@ -19,23 +20,29 @@ log = logging.getLogger(__name__)
 STALE_TEMP_SECONDS = 3600
 
 
-def find_photos(roots: Iterable[Path], cfg: ScanConfig) -> list[Path]:
-    """Every photo under ``roots`` (files or folders), sorted, without duplicates."""
+def find_photos(
+    roots: Iterable[Path], cfg: ScanConfig, stop: threading.Event | None = None
+) -> list[Path]:
+    """Every photo under ``roots`` (files or folders), sorted, without duplicates.
+
+    ``stop``: when set, the walk ends early with what it found so far."""
     found: dict[Path, None] = {}
     for root in roots:
         if not root.exists():
             raise ConfigError(f"{display(root)} does not exist")
-        for path in _walk(root.absolute(), cfg):
+        for path in _walk(root.absolute(), cfg, stop):
             found.setdefault(path, None)
     return sorted(found)
 
 
-def _walk(root: Path, cfg: ScanConfig) -> Iterator[Path]:
+def _walk(root: Path, cfg: ScanConfig, stop: threading.Event | None = None) -> Iterator[Path]:
     if root.is_file():
         if accepts(root, root.parent, cfg, explicit=True):
             yield root
         return
     for folder, dirs, files in os.walk(root, followlinks=cfg.follow_symlinks, onerror=_warn):
+        if stop is not None and stop.is_set():
+            return
         dirs[:] = sorted(d for d in dirs if not _skipped_name(d, cfg))
         for name in sorted(files):
             path = Path(folder, name)

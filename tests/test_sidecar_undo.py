@@ -128,6 +128,19 @@ def test_unreadable_raw_and_heic_are_recorded_and_left_alone(run, capsys) -> Non
     assert sorted(p.name for p in run.folder.iterdir()) == ["broken.NEF", "empty.heic"]
 
 
+def test_a_heic_named_jpg_gets_a_sidecar_too(run) -> None:
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    photo = run.folder / "exported.jpg"
+    draw_shape("green", "circle", size=(400, 300), seed=15).save(photo, "HEIF", quality=80)
+    digest = sha(photo)
+    assert run("scan", str(run.folder)) == 0
+    assert sha(photo) == digest
+    (tags,) = exif(run.folder / "exported.jpg.xmp")
+    assert "green" in as_list(tags["XMP-dc:Subject"])
+
+
 def test_a_raw_with_a_jpeg_twin_is_tagged_from_the_twin(run) -> None:
     folder = run.folder
     (folder / "DSC_7.NEF").write_bytes(fake_raw(jpeg_bytes("red", "circle", 3, (120, 90))))

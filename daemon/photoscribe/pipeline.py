@@ -18,7 +18,7 @@ from typing import Any
 
 from photoscribe.backlog import fill_captions
 from photoscribe.captioning import CaptionStage
-from photoscribe.contenthash import content_hash, file_hash
+from photoscribe.contenthash import content_hash, file_hash, sniff_format
 from photoscribe.errors import DecodeError, PhotoError
 from photoscribe.formats import is_raw, needs_sidecar, same_named_jpeg
 from photoscribe.fsutil import display, file_stat
@@ -191,7 +191,8 @@ class Pipeline:
         try:
             stat = file_stat(path)
             data = path.read_bytes()
-            digest = file_hash(data) if needs_sidecar(path) else content_hash(data)
+            sidecar_only = needs_sidecar(path) or sniff_format(data) == "heif"
+            digest = file_hash(data) if sidecar_only else content_hash(data)
             context = self.context_of(data) if self.context_of else None
             if not self.force:
                 known = self.store.by_hash(digest, self.tagger.encoder.model_id)

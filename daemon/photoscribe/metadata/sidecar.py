@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 from photoscribe.config import MetadataConfig
+from photoscribe.contenthash import sniff_format
 from photoscribe.errors import MetadataError, NotWritableError, PhotoChangedError
 from photoscribe.formats import lightroom_sidecar_path, needs_sidecar, sidecar_path
 from photoscribe.fsutil import atomic_replace, display, file_stat, fsync_dir, temp_path_for
@@ -41,7 +42,7 @@ EMPTY_PACKET = (
 
 def wants_sidecar(path: Path, config: MetadataConfig) -> bool:
     """Whether ``path``'s annotation goes to a sidecar instead of into the file."""
-    if needs_sidecar(path):
+    if needs_sidecar(path) or _heif_inside(path):
         if config.mode == "embed":
             raise MetadataError(
                 f"{display(path)}: RAW and HEIF/AVIF files are never written into; "
@@ -51,6 +52,15 @@ def wants_sidecar(path: Path, config: MetadataConfig) -> bool:
     if config.mode == "sidecar":
         return True
     return config.mode == "auto" and (_read_only(path) or _read_only(path.parent))
+
+
+def _heif_inside(path: Path) -> bool:
+    """A HEIC/AVIF under another name (e.g. IMG_1234.jpg exported by a phone app)."""
+    try:
+        with open(path, "rb") as f:
+            return sniff_format(f.read(16)) == "heif"
+    except OSError:
+        return False
 
 
 def _read_only(path: Path) -> bool:

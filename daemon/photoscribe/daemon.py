@@ -25,7 +25,7 @@ from photoscribe.activity import Activity, LogProgress, status_line
 from photoscribe.backlog import fill_captions
 from photoscribe.config import Config
 from photoscribe.errors import ConfigError, PhotoscribeError
-from photoscribe.fsutil import display, file_stat
+from photoscribe.fsutil import display, file_stat, stat_or_none
 from photoscribe.pipeline import Pipeline
 from photoscribe.records import Summary
 from photoscribe.service import (
@@ -171,7 +171,7 @@ class Daemon:
                 photos.pop(change.path, None)
                 gone.append((change.path, GONE, None))
             else:
-                photos[change.path] = (change.kind, _stat_or_none(change.path))
+                photos[change.path] = (change.kind, stat_or_none(change.path))
         closed = [(p, PHOTO, s) for p, (k, s) in photos.items() if k == "closed"]
         other = [(p, PHOTO, s) for p, (k, s) in photos.items() if k != "closed"]
         self.queue.add(gone, delay=settle + GONE_DELAY_S)
@@ -205,13 +205,7 @@ class Daemon:
     def _batch_filling(self) -> bool:
         """Photos are still arriving and a batch is not full yet: wait a little."""
         recent = time.monotonic() - self._last_event < self.config.watch.batch_wait
-        return recent and self._due_count() < self.config.model.batch_size
-
-    def _due_count(self) -> int:
-        rows = self.store.query(
-            "SELECT count(*) FROM queue WHERE due <= ? AND kind = ?", (time.time(), PHOTO)
-        )
-        return rows[0][0]
+        return recent and self.queue.due_count() < self.config.model.batch_size
 
     def _settled(self, item: QueueItem) -> bool:
         """Unchanged since its last event: complete. Otherwise it goes back to wait."""
@@ -510,10 +504,3 @@ def _check_folders(config: Config) -> None:
     for folder in (*config.watch.folders, *config.watch.poll_folders):
         if not folder.is_dir():
             raise ConfigError(f"the watched folder {display(folder)} does not exist")
-
-
-def _stat_or_none(path: Path):
-    try:
-        return file_stat(path)
-    except OSError:
-        return None

@@ -19,6 +19,14 @@ def file_stat(path: Path) -> FileStat:
     return FileStat(size=st.st_size, mtime_ns=st.st_mtime_ns, dev=st.st_dev, ino=st.st_ino)
 
 
+def stat_or_none(path: Path) -> FileStat | None:
+    """The file's identity, or None when it cannot be stat'ed (gone, unreadable)."""
+    try:
+        return file_stat(path)
+    except OSError:
+        return None
+
+
 def display(path: Path | str) -> str:
     """A printable form of a path, even when its name is not valid UTF-8."""
     return os.fsencode(path).decode("utf-8", "backslashreplace")

@@ -10,6 +10,7 @@ from pathlib import Path
 from photoscribe.captioning import CaptionStage
 from photoscribe.config import Config
 from photoscribe.errors import ConfigError
+from photoscribe.fsutil import stat_or_none
 from photoscribe.pipeline import Pipeline
 from photoscribe.progress import Progress
 from photoscribe.records import Summary, Tagging
@@ -223,7 +224,7 @@ def undo(
                 summary.failures.append((path, str(exc)))
                 continue
             if not dry_run:
-                store.mark_undone(path, _stat_or_none(path))
+                store.mark_undone(path, stat_or_none(path))
                 journal.mark_undone(e.id for e in entries)
             summary.restored += 1
     finally:
@@ -261,12 +262,3 @@ def _by_target(entries):
     for entry in entries:  # newest first, kept within each target
         groups.setdefault(entry.target, []).append(entry)
     return list(groups.items())
-
-
-def _stat_or_none(path: Path):
-    from photoscribe.fsutil import file_stat
-
-    try:
-        return file_stat(path)
-    except OSError:
-        return None

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from photoscribe.config import MetadataConfig
 from photoscribe.errors import NotWritableError, PhotoChangedError, PhotoError
-from photoscribe.fsutil import display, file_stat
+from photoscribe.fsutil import display, stat_or_none
 from photoscribe.records import Annotation, FileStat, Tagging, WriteOutcome
 from photoscribe.store import PhotoStore
 from photoscribe.store.journal import Journal
@@ -101,7 +101,7 @@ class Writer:
         try:
             stat = self._write_file(job)
         except NotWritableError as exc:  # a read-only folder: the index still learns the tags
-            stat, note = _stat_or_none(job.path), str(exc)
+            stat, note = stat_or_none(job.path), str(exc)
         except PhotoChangedError as exc:
             if not job.path.exists():  # deleted meanwhile: nothing to record
                 self.report(job.path, "failed", str(exc))
@@ -110,7 +110,7 @@ class Writer:
             self.report(job.path, "failed", str(exc))
             return
         except PhotoError as exc:
-            self.store.save_failure(job.path, _stat_or_none(job.path), str(exc))
+            self.store.save_failure(job.path, stat_or_none(job.path), str(exc))
             self.report(job.path, "failed", str(exc))
             return
         if isinstance(job, CaptionJob):
@@ -124,7 +124,7 @@ class Writer:
 
     def _write_file(self, job: Job) -> FileStat | None:
         if self.write_fn is None:
-            return _stat_or_none(job.path)
+            return stat_or_none(job.path)
         annotation = Annotation(
             keywords=tuple(k.label for k in job.tagging.keywords),
             description=job.caption,
@@ -146,11 +146,4 @@ class Writer:
         if self.dry_run and self.show is not None:
             for target, changes in outcome.changes:
                 self.show(target, changes)
-        return outcome.stat or _stat_or_none(job.path)
-
-
-def _stat_or_none(path: Path) -> FileStat | None:
-    try:
-        return file_stat(path)
-    except OSError:
-        return None
+        return outcome.stat or stat_or_none(job.path)

@@ -25,7 +25,7 @@ from photoscribe.metadata.fields import (
     tag_by_key,
     tags_for,
 )
-from photoscribe.metadata.keywords import as_list, merge_keywords, read_keywords
+from photoscribe.metadata.keywords import Value, Values, as_list, merge_keywords, read_keywords
 from photoscribe.metadata.text import (
     clean_description,
     dedupe,
@@ -35,8 +35,6 @@ from photoscribe.metadata.text import (
 )
 from photoscribe.records import Annotation
 
-Value = str | list[str] | dict[str, str]
-Values = Mapping[str, Value]
 FieldValue = str | list[str]
 
 

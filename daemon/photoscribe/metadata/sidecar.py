@@ -17,7 +17,14 @@ from photoscribe.config import MetadataConfig
 from photoscribe.contenthash import sniff_format
 from photoscribe.errors import MetadataError, NotWritableError, PhotoChangedError
 from photoscribe.formats import lightroom_sidecar_path, needs_sidecar, sidecar_path
-from photoscribe.fsutil import atomic_replace, display, file_stat, fsync_dir, temp_path_for
+from photoscribe.fsutil import (
+    atomic_replace,
+    display,
+    file_stat,
+    fsync_dir,
+    stat_or_none,
+    temp_path_for,
+)
 from photoscribe.metadata import backend
 from photoscribe.metadata.merge import existing_from, plan
 from photoscribe.metadata.writer import (
@@ -89,7 +96,7 @@ def write_sidecars(
         targets.append(lightroom)
     results = [_merge_into(t, ann, own, config, dry_run, journal) for t in targets]
     result = results[0][0]
-    stat = None if dry_run else _photo_stat(path)
+    stat = None if dry_run else stat_or_none(path)
     written = tuple((t, c) for t, (_, c) in zip(targets, results, strict=True) if c)
     return outcome(result, changed=bool(written), stat=stat, changes=written)
 
@@ -194,13 +201,6 @@ def _check_folder(path: Path) -> None:
             f"{display(path.parent)} is read-only: neither the photo nor an XMP sidecar "
             "can be written; its keywords and caption are kept in photoscribe's index"
         )
-
-
-def _photo_stat(path: Path) -> FileStat | None:
-    try:
-        return file_stat(path)
-    except OSError:
-        return None
 
 
 def write_photo(

@@ -98,6 +98,13 @@ class WorkQueue:
                 "UPDATE queue SET due = ? WHERE due >= ?", (time.time(), LEASED)
             ).rowcount
 
+    def due_count(self, kind: str = PHOTO) -> int:
+        """Rows of ``kind`` that may be taken now."""
+        rows = self.store.query(
+            "SELECT count(*) FROM queue WHERE due <= ? AND kind = ?", (time.time(), kind)
+        )
+        return rows[0][0]
+
     def depth(self) -> int:
         return self.store.query("SELECT count(*) FROM queue")[0][0]
 

@@ -69,10 +69,10 @@ class LLMConfig:
     enabled: bool = True
     base_url: str = "http://127.0.0.1:8000/v1"
     model: str = "Qwen3-1.7B"
-    api_key: str = ""  # literal key; prefer api_key_env
+    api_key: str = field(default="", repr=False)  # literal key; prefer api_key_env
     api_key_env: str | None = None  # name of an environment variable holding the key
     api_key_file: Path | None = None  # a file holding the key (e.g. a systemd credential)
-    extra_headers: dict[str, str] = field(default_factory=dict)  # sent with every request
+    extra_headers: dict[str, str] = field(default_factory=dict, repr=False)  # on each request
     extra_body: dict[str, Any] = field(default_factory=dict)  # merged into every request body
     timeout: float = 60.0  # seconds per request
     retries: int = 2  # extra attempts on timeouts, 429 and 5xx

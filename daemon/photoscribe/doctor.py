@@ -76,17 +76,20 @@ def check_llm(config: Config, make_captioner: Callable[[], Any]) -> list[Check]:
 
 
 def _check_models(config: Config, captioner: Any) -> Check:
+    from photoscribe.caption.secrets import public_url
+
+    url = public_url(config.llm.base_url)
     try:
         models = captioner.list_models()
     except CaptionError as exc:
         return Check("llm models", False, str(exc))
     if config.llm.model in models:
-        return Check("llm models", True, f"{config.llm.base_url} lists {config.llm.model!r}")
+        return Check("llm models", True, f"{url} lists {config.llm.model!r}")
     listed = ", ".join(models[:10]) or "none"
     return Check(
         "llm models",
         False,
-        f"{config.llm.base_url} does not list {config.llm.model!r} "
+        f"{url} does not list {config.llm.model!r} "
         f"(it lists: {listed}); set llm.model to one of them",
     )
 

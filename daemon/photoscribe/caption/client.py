@@ -20,6 +20,7 @@ from typing import Any
 
 from photoscribe.caption.clean import check_caption, clean_reply
 from photoscribe.caption.prompt import Prompts, build_messages, keyword_labels, prompts_for
+from photoscribe.caption.secrets import Redactor, public_url, secrets_of
 from photoscribe.config import LLMConfig
 from photoscribe.errors import CaptionRejected, CaptionUnavailable
 from photoscribe.records import Keyword
@@ -206,6 +207,8 @@ class Captioner:
             max_retries=0,
             default_headers=cfg.extra_headers or None,
         )
+        self._url = public_url(cfg.base_url)  # for messages: no password
+        self._redact = Redactor(secrets_of(api_key, cfg.base_url, cfg.extra_headers))
         self._sleep = sleep
         self._random = random.Random()
         self._breaker = CircuitBreaker(clock, cooldown=cfg.cooldown)
@@ -361,7 +364,7 @@ class Captioner:
         except self._openai.APIError as exc:
             if not self._refuses_template_kwargs(exc):
                 raise self._translate(exc) from exc
-        log.info("%s refuses chat_template_kwargs; relying on /no_think", self.cfg.base_url)
+        log.info("%s refuses chat_template_kwargs; relying on /no_think", self._url)
         self._template_kwargs = False
         try:
             return self._client.chat.completions.create(**self._params(messages))
@@ -395,14 +398,14 @@ class Captioner:
 
     def _translate(self, exc: Exception) -> Exception:
         """An openai error → _Retry (transient) or CaptionUnavailable (needs the user)."""
-        oa, url = self._openai, self.cfg.base_url
+        oa, url = self._openai, self._url
         if isinstance(exc, oa.APITimeoutError):
             return _Retry(
                 f"no reply from the LLM server at {url} within {self.cfg.timeout:g} s; "
                 "check that it is running and not overloaded, or raise llm.timeout"
             )
         if isinstance(exc, oa.APIConnectionError):
-            cause = exc.__cause__ or exc
+            cause = self._redact(str(exc.__cause__ or exc))
             return _Retry(
                 f"cannot reach the LLM server at {url} ({cause}); "
                 "check that it is running and that llm.base_url is right"
@@ -411,12 +414,13 @@ class Captioner:
             return self._translate_status(exc)
         return CaptionUnavailable(
             f"the LLM server at {url} sent something that is not an OpenAI chat completion "
-            f"({exc}); check that llm.base_url points at an OpenAI-compatible /v1 endpoint"
+            f"({self._redact(str(exc))}); check that llm.base_url points at an "
+            "OpenAI-compatible /v1 endpoint"
         )
 
     def _translate_status(self, exc: Any) -> Exception:
-        url, model, code = self.cfg.base_url, self.cfg.model, exc.status_code
-        detail = f"HTTP {code}: {server_message(exc)}"
+        url, model, code = self._url, self.cfg.model, exc.status_code
+        detail = f"HTTP {code}: {self._redact(server_message(exc))}"
         if code == 429:
             return _Retry(
                 f"the LLM server at {url} is rate limiting requests ({detail}); "

@@ -189,9 +189,17 @@ def default_config_path() -> Path:
 
 
 def load_config(path: Path | None = None, *, explicit: bool = False) -> Config:
-    """Read and validate ``path``; a missing default file means all defaults."""
+    """Read and validate ``path``; a missing default file means all defaults.
+
+    A file named by ``explicit`` (``--config``) or by ``$PHOTOSCRIBE_CONFIG`` must exist."""
+    from_env = path is None and bool(os.environ.get(ENV_CONFIG))
     path = path or default_config_path()
     if not path.exists():
+        if from_env:
+            raise ConfigError(
+                f"${ENV_CONFIG} names the config file {path}, which does not exist; "
+                f"fix the path or unset {ENV_CONFIG} to use the default"
+            )
         if explicit:
             raise ConfigError(f"config file {path} does not exist")
         return Config()
@@ -220,8 +228,8 @@ def _build(cls: type, raw: Any, where: str) -> Any:
 
 def _convert(hint: Any, value: Any, where: str) -> Any:
     origin = typing.get_origin(hint)
-    if dataclasses.is_dataclass(hint):
-        return _build(hint, value, where)
+    if dataclasses.is_dataclass(hint):  # a section; one with every key commented out is null
+        return _build(hint, {} if value is None else value, where)
     if origin in (typing.Union, types.UnionType):
         return _convert_optional(hint, value, where)
     if origin is Literal:

@@ -96,9 +96,10 @@ class CaptionStage:
             log.exception("asking for a caption failed")
             return None, f"caption failed: {exc}"
 
-    def close(self, *, cancel: bool = False) -> None:
-        """Stop; ``cancel`` drops captions not started yet (their photos stay queued)."""
-        self._pool.shutdown(wait=True, cancel_futures=cancel)
+    def close(self, *, cancel: bool = False, wait: bool = True) -> None:
+        """Stop; ``cancel`` drops captions not started yet (their photos stay queued);
+        ``wait=False`` returns without waiting for the requests under way (Ctrl-C)."""
+        self._pool.shutdown(wait=wait, cancel_futures=cancel)
         close = getattr(self.source, "close", None)
         if close is not None:
             close()

@@ -357,3 +357,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("photoscribe: interrupted", file=sys.stderr)
         return 130
+
+
+def entry() -> None:
+    """The `photoscribe` command: ``main()``, then exit with its code. After Ctrl-C the
+    writes are done, so caption requests still under way must not hold up the exit."""
+    code = main()
+    if code == 130:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    raise SystemExit(code)

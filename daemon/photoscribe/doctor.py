@@ -46,20 +46,18 @@ def check_index(config: Config) -> Check:
 
 
 def check_weights(config: Config) -> Check:
-    from photoscribe.vision.model import looks_like_path, resolve_weights
+    """What a scan decides about the weights (same function), without importing torch."""
+    from photoscribe.vision.model import ensure_downloadable, resolve_weights, unknown_arch
+    from photoscribe.vision.pretrained import arch_known, lookup_without_torch
 
-    if not looks_like_path(config.model.pretrained):
-        return Check(
-            "clip weights",
-            True,
-            f"{config.model.arch} with pretrained tag "
-            f"{config.model.pretrained!r}: downloaded on first use (needs internet once)",
-        )
     try:
-        weights = resolve_weights(config.model)
+        weights = resolve_weights(config.model)  # in the order a scan checks them
+        if not arch_known(config.model.arch, config.model.config_dir):
+            raise unknown_arch(config.model.arch)
+        source = ensure_downloadable(config.model, weights, lookup_without_torch)
     except ModelError as exc:
         return Check("clip weights", False, str(exc))
-    return Check("clip weights", True, f"{config.model.arch} from {weights.source}")
+    return Check("clip weights", True, f"{config.model.arch} from {source}")
 
 
 def check_llm(config: Config, make_captioner: Callable[[], Any]) -> list[Check]:

@@ -14,7 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Protocol
 
 from photoscribe.errors import CaptionError, CaptionRejected
-from photoscribe.records import Keyword
+from photoscribe.records import REJECTED, Keyword
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ class CaptionStage:
         try:
             return self.source.caption(keywords, context), None
         except CaptionRejected as exc:
-            return None, f"caption rejected: {exc}"
+            return None, f"{REJECTED} {exc}"
         except CaptionError as exc:
             return None, f"caption unavailable: {exc}"
         except Exception as exc:  # a bug must not make the photo vanish from the run

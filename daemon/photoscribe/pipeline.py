@@ -120,7 +120,9 @@ class Pipeline:
             self.captions.close(cancel=interrupted, wait=not interrupted)
             self._writer.close()
             self.progress.finish()
-        self.summary.waiting = len(self._waiting(paths))
+        waiting = self._waiting(paths)
+        self.summary.waiting = len(waiting)
+        self.summary.waiting_reasons = [r.error for r in waiting]
         return self.summary
 
     def process(self, paths: Sequence[Path]) -> None:

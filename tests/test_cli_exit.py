@@ -66,8 +66,20 @@ def test_a_config_with_a_yaml_error_exits_2_naming_the_line(tmp_path) -> None:
     config.write_text("llm:\n  model: Qwen3\n   timeout: 5\n")
     done = run("-c", str(config), "status")
     assert done.returncode == 2
-    assert str(config) in done.stderr and "line 3" in done.stderr, done.stderr
+    assert done.stderr.startswith(f"photoscribe: error: cannot read config file {config}: ")
+    assert "line 3, column 11" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_an_unknown_key_exits_2_naming_it(tmp_path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("llm:\n  modle: Qwen3\n")
+    done = run("-c", str(config), "status")
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        f"photoscribe: error: config file {config}: llm: unknown key(s) modle; "
+        "see config.example.yaml"
+    )
 
 
 def test_a_config_with_a_bad_value_exits_2_naming_the_key(tmp_path) -> None:
@@ -75,7 +87,8 @@ def test_a_config_with_a_bad_value_exits_2_naming_the_key(tmp_path) -> None:
     config.write_text("llm:\n  timeout: soon\n")
     done = run("-c", str(config), "status")
     assert done.returncode == 2
-    assert "llm.timeout: expected float, got 'soon'" in done.stderr, done.stderr
+    expected = f"photoscribe: error: config file {config}: llm.timeout: expected float, got 'soon'"
+    assert done.stderr.strip() == expected
 
 
 def test_photoscribe_config_naming_a_missing_file_exits_2(tmp_path) -> None:

@@ -19,6 +19,7 @@ import yaml
 
 from photoscribe.errors import ConfigError
 from photoscribe.formats import PHOTO_EXTENSIONS
+from photoscribe.fsutil import display
 
 ENV_CONFIG = "PHOTOSCRIBE_CONFIG"
 IMAGE_EXTENSIONS = PHOTO_EXTENSIONS  # JPEG, PNG, TIFF, WebP, HEIF/AVIF and camera RAWs
@@ -206,8 +207,11 @@ def load_config(path: Path | None = None, *, explicit: bool = False) -> Config:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc}") from exc
-    return config_from_dict(raw or {}, source=str(path))
+        raise ConfigError(f"cannot read config file {display(path)}: {exc}") from exc
+    try:
+        return config_from_dict(raw or {}, source="")
+    except ConfigError as exc:  # "config file F: llm.timeout: expected float, got 'soon'"
+        raise ConfigError(f"config file {display(path)}: {exc}") from None
 
 
 def config_from_dict(raw: Any, *, source: str = "config") -> Config:
@@ -215,14 +219,21 @@ def config_from_dict(raw: Any, *, source: str = "config") -> Config:
 
 
 def _build(cls: type, raw: Any, where: str) -> Any:
+    """``where``: the section's dotted key ("" for the top level of a file)."""
     if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__}")
+        raise ConfigError(f"{where or 'the file'}: expected a mapping, got {type(raw).__name__}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - set(fields))
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; see config.example.yaml")
-    values = {name: _convert(hints[name], value, f"{where}.{name}") for name, value in raw.items()}
+        raise ConfigError(
+            f"{where or 'top level'}: unknown key(s) {', '.join(map(str, unknown))}; "
+            "see config.example.yaml"
+        )
+    values = {
+        name: _convert(hints[name], value, f"{where}.{name}" if where else name)
+        for name, value in raw.items()
+    }
     return cls(**values)
 
 

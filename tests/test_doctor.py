@@ -73,6 +73,23 @@ def test_reasoning_despite_thinking_off_is_reported(doctor, fake_llm) -> None:
     assert not found["llm thinking switch"]["ok"]
 
 
+def test_an_index_folder_that_cannot_be_created_is_bad(tmp_path, capsys) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    raw = tiny_config_dict(tmp_path)
+    raw["index_path"] = str(tmp_path / "a-file" / "state" / "index.sqlite3")
+    raw["llm"]["enabled"] = False
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw))
+    capsys.readouterr()
+    assert main(["-c", str(tmp_path / "c.yaml"), "doctor", "--json"]) == 1
+    index = by_name(json.loads(capsys.readouterr().out))["index"]
+    assert index["ok"] is False
+    assert index["detail"] == (
+        f"{tmp_path / 'a-file' / 'state' / 'index.sqlite3'} does not exist yet and cannot be "
+        f"created: {tmp_path / 'a-file'} is not a folder; set index_path to a file in a folder "
+        "you can write to"
+    )
+
+
 def test_missing_weights_file(doctor, fake_llm, tmp_path) -> None:
     raw = tiny_config_dict(tmp_path, fake_llm.base_url)
     raw["model"]["pretrained"] = str(tmp_path / "missing.safetensors")

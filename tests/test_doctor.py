@@ -64,6 +64,17 @@ def test_wrong_model_name(doctor, fake_llm) -> None:
     assert "does not list 'qwen3-typo'" in detail and "Qwen3-1.7B" in detail
 
 
+def test_a_web_page_at_the_base_url_is_reported_not_a_crash(doctor, fake_llm) -> None:
+    fake_llm.set_behavior("html")
+    code, checks = doctor(fake_llm.base_url)
+    assert code == 1
+    found = by_name(checks)
+    for name in ("llm models", "llm caption"):
+        assert found[name]["ok"] is False
+        assert "sent a reply that is cut off or not JSON" in found[name]["detail"], found[name]
+        assert "llm.base_url points at an OpenAI-compatible /v1 endpoint" in found[name]["detail"]
+
+
 def test_reasoning_despite_thinking_off_is_reported(doctor, fake_llm) -> None:
     fake_llm.set_behavior("think_tags")
     code, checks = doctor(fake_llm.base_url)

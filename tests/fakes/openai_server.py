@@ -47,6 +47,8 @@ Behaviours (name, then parameters):
   first chunk, ``"A ph"``; or the first bytes of a JSON body sent without a length), waits,
   then closes the connection cleanly before the client's timeout: no ``finish_reason``, no
   ``[DONE]``, half a JSON document.
+- ``html``: a 200 HTML page for every request, chat and models (a web UI where
+  ``llm.base_url`` should point at the API); only as the default (``set_behavior``).
 - ``length``: the caption cut after ``chars=`` characters (12) with ``finish_reason:
   "length"``, as a server does when ``max_tokens`` runs out.
 
@@ -93,6 +95,7 @@ BEHAVIORS = frozenset(
         "stall",
         "hang_up",
         "length",
+        "html",
     }
 )
 REASONING = "Okay, the user wants a caption. The keywords suggest the main subject; keep it short."
@@ -391,7 +394,9 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.server.fake
         if self._in_outage(chat=False):
             return
-        if self.path.rstrip("/") != "/v1/models":
+        if fake._default[0] == "html":
+            self._send_html()
+        elif self.path.rstrip("/") != "/v1/models":
             self._error(404, f"no route {self.path}")
         elif self._authorized():
             model = fake.model or DEFAULT_MODEL
@@ -426,7 +431,18 @@ class _Handler(BaseHTTPRequestHandler):
         self._error(404, f"The model `{body.get('model')}` does not exist.")
         return False
 
+    def _send_html(self) -> None:
+        data = b"<!doctype html><html><body>Chat UI</body></html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
     def _answer(self, body: dict[str, Any], name: str, params: dict[str, Any]) -> None:
+        if name == "html":
+            self._send_html()
+            return
         if name == "status":
             status = int(params.get("status", 500))
             headers = {}

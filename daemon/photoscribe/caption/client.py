@@ -229,6 +229,8 @@ class Captioner:
         except self._openai.APIError as exc:
             error = self._translate(exc)
             raise CaptionUnavailable(getattr(error, "message", str(error))) from exc
+        except (ValueError, AttributeError, TypeError) as exc:  # openai on a non-JSON 200
+            raise CaptionUnavailable(self._malformed(f"not a model list: {exc}")) from exc
 
     def stream(
         self,
@@ -263,7 +265,8 @@ class Captioner:
         if finish is None:  # the connection closed before the server said it was done
             raise CaptionUnavailable(
                 f"the LLM server at {self.cfg.base_url} ended the answer before finishing it "
-                "(the stream stopped without a finish_reason); check the server's log"
+                "(the stream stopped without a finish_reason); check the server's log, and "
+                "that llm.base_url points at an OpenAI-compatible /v1 endpoint"
             )
         self._check_finish(finish)
         visible.finish()
@@ -329,10 +332,10 @@ class Captioner:
         if finish == "content_filter":
             raise CaptionRejected("the LLM server's content filter withheld the caption")
 
-    def _malformed(self, exc: Exception) -> str:
+    def _malformed(self, detail: object) -> str:
         return (
             f"the LLM server at {self.cfg.base_url} sent a reply that is cut off or not JSON "
-            f"({exc}); check the server's log, or that llm.base_url points at an "
+            f"({detail}); check the server's log, or that llm.base_url points at an "
             "OpenAI-compatible /v1 endpoint"
         )
 
@@ -405,9 +408,12 @@ class Captioner:
     def _create(self, messages: list[dict[str, str]]) -> Any:
         """One completion; a body cut off (the server hung up) is worth another attempt."""
         try:
-            return self._client.chat.completions.create(**self._params(messages))
+            completion = self._client.chat.completions.create(**self._params(messages))
         except json.JSONDecodeError as exc:
             raise _Retry(self._malformed(exc)) from exc
+        if isinstance(completion, str):  # openai hands over a 200 that is not JSON as text
+            raise CaptionUnavailable(self._malformed(f"got text: {completion[:60]!r}"))
+        return completion
 
     def _refuses_template_kwargs(self, exc: Exception) -> bool:
         bad_request = isinstance(exc, self._openai.BadRequestError)

@@ -14,7 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Protocol
 
 from photoscribe.errors import CaptionError, CaptionRejected
-from photoscribe.records import Keyword
+from photoscribe.records import REJECTED, Keyword
 
 log = logging.getLogger(__name__)
 
@@ -89,16 +89,17 @@ class CaptionStage:
         try:
             return self.source.caption(keywords, context), None
         except CaptionRejected as exc:
-            return None, f"caption rejected: {exc}"
+            return None, f"{REJECTED} {exc}"
         except CaptionError as exc:
             return None, f"caption unavailable: {exc}"
         except Exception as exc:  # a bug must not make the photo vanish from the run
             log.exception("asking for a caption failed")
             return None, f"caption failed: {exc}"
 
-    def close(self, *, cancel: bool = False) -> None:
-        """Stop; ``cancel`` drops captions not started yet (their photos stay queued)."""
-        self._pool.shutdown(wait=True, cancel_futures=cancel)
+    def close(self, *, cancel: bool = False, wait: bool = True) -> None:
+        """Stop; ``cancel`` drops captions not started yet (their photos stay queued);
+        ``wait=False`` returns without waiting for the requests under way (Ctrl-C)."""
+        self._pool.shutdown(wait=wait, cancel_futures=cancel)
         close = getattr(self.source, "close", None)
         if close is not None:
             close()

@@ -105,6 +105,7 @@ class Pipeline:
     def run(self, paths: Sequence[Path]) -> Summary:
         """Process ``paths``; returns counts. Every photo ends written, skipped or failed."""
         self.progress.start(len(paths), "photos")
+        interrupted = False
         try:
             self.process(paths)
             self.captions.drain()
@@ -112,11 +113,16 @@ class Pipeline:
             self._fill_captions(paths)
             self.captions.drain()
             self._writer.flush()
+        except KeyboardInterrupt:  # Ctrl-C: finish the writes queued, wait for no caption
+            interrupted = True
+            raise
         finally:
-            self.captions.close()
+            self.captions.close(cancel=interrupted, wait=not interrupted)
             self._writer.close()
             self.progress.finish()
-        self.summary.waiting = len(self._waiting(paths))
+        waiting = self._waiting(paths)
+        self.summary.waiting = len(waiting)
+        self.summary.waiting_reasons = [r.error for r in waiting]
         return self.summary
 
     def process(self, paths: Sequence[Path]) -> None:

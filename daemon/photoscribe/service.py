@@ -95,9 +95,18 @@ def scan(
             dry_run=dry_run,
             context_of=build_context_reader(config),
         )
-        return pipeline.run(paths)
+        summary = pipeline.run(paths)
     finally:
         store.close()
+    summary.captions_off = captions_off(config, captions)
+    return summary
+
+
+def captions_off(config: Config, captions: bool = True) -> str | None:
+    """Why no caption is asked for, or None when captions are on."""
+    if not config.llm.enabled:
+        return "llm.enabled: false"
+    return None if captions else "--no-caption"
 
 
 def run_search(config: Config, text: str, *, limit: int, use_clip: bool) -> list[Hit]:
@@ -170,7 +179,10 @@ def retry_captions(config: Config, roots: Sequence[Path], *, progress: Progress)
             captions.close()
             writer.close()
             progress.finish()
-        summary.waiting = len(pending())
+        waiting = pending()
+        summary.waiting = len(waiting)
+        summary.waiting_reasons = [r.error for r in waiting]
+        summary.captions_off = captions_off(config)
     finally:
         store.close()
     return summary

@@ -39,6 +39,19 @@ def as_list(value) -> list:
     return value if isinstance(value, list) else [value]
 
 
+def summary(out: str) -> str:
+    """The first line `photoscribe scan` prints."""
+    return out.splitlines()[0]
+
+
+def counts(tagged: int, skipped: int, failed: int, captioned: int, waiting: int) -> str:
+    """That line as it must read."""
+    return (
+        f"{tagged + skipped + failed} photos: {tagged} tagged, {skipped} skipped (already done), "
+        f"{failed} failed; {captioned} captions written, {waiting} waiting for the LLM"
+    )
+
+
 def pixels(path: Path) -> np.ndarray:
     with Image.open(path) as img:
         return np.asarray(img.convert("RGB"))
@@ -98,7 +111,7 @@ def test_scan_tags_captions_writes_and_indexes(photos: Path, run: Run, fake_llm)
     before = {p: pixels(p) for p in all_photos(photos)}
     code, out, err = run("scan", str(photos))
     assert code == 0, out + err
-    assert "4 photos: 4 tagged, 0 skipped (already done), 0 failed; 4 captions written" in out
+    assert summary(out) == counts(4, 0, 0, 4, 0)
     for name, colour, shape, _ in SHAPES:
         path = next(photos.rglob(name))
         meta = exif_json(path)
@@ -129,7 +142,7 @@ def test_second_scan_processes_nothing(photos: Path, run: Run, fake_llm) -> None
     mtimes = {p: p.stat().st_mtime_ns for p in all_photos(photos)}
     code, out, _ = run("scan", str(photos))
     assert code == 0
-    assert "0 tagged, 4 skipped" in out
+    assert summary(out) == counts(0, 4, 0, 0, 0)
     assert len(fake_llm.requests) == requests
     assert {p: p.stat().st_mtime_ns for p in all_photos(photos)} == mtimes
 
@@ -147,7 +160,7 @@ def test_bad_files_are_recorded_and_the_rest_completes(photos: Path, run: Run, f
     run.configure(fake_llm.base_url)
     code, out, _ = run("scan", str(photos))
     assert code == 1
-    assert out.startswith("8 photos: 4 tagged, 0 skipped (already done), 4 failed;"), out
+    assert summary(out) == counts(4, 0, 4, 4, 0)
     for name, data in bad.items():
         assert (photos / name).read_bytes() == data, f"{name} was modified"
     not_an_image = "not an image file (the format is not recognised)"
@@ -166,7 +179,7 @@ def test_bad_files_are_recorded_and_the_rest_completes(photos: Path, run: Run, f
         assert reasons[name].startswith(reason), (name, reasons[name])
     code, out, _ = run("status")
     assert code == 0 and "failed: 4" in out and "empty.jpg" in out
-    assert "0 tagged, 8 skipped" in run("scan", str(photos))[1]
+    assert summary(run("scan", str(photos))[1]) == counts(0, 8, 0, 0, 0)
 
 
 def test_llm_down_keeps_keywords_then_next_scan_fills_captions(
@@ -175,7 +188,7 @@ def test_llm_down_keeps_keywords_then_next_scan_fills_captions(
     run.configure(f"http://127.0.0.1:{dead_port()}/v1", llm={"timeout": 1.0})
     code, out, _ = run("scan", str(photos))
     assert code == 0
-    assert "4 tagged" in out and "4 waiting for the LLM" in out
+    assert summary(out) == counts(4, 0, 0, 0, 4)
     red = photos / "red_circle.jpg"
     meta = exif_json(red)
     assert {"red", "circle"} <= set(as_list(meta["XMP-dc:Subject"]))
@@ -185,7 +198,7 @@ def test_llm_down_keeps_keywords_then_next_scan_fills_captions(
     run.configure(fake_llm.base_url)
     code, out, _ = run("scan", str(photos))
     assert code == 0
-    assert "0 tagged, 4 skipped" in out and "4 captions written, 0 waiting" in out
+    assert summary(out) == counts(0, 4, 0, 4, 0)
     captioned = exif_json(red)
     assert captioned["XMP-dc:Description"] == english_caption(as_list(meta["XMP-dc:Subject"]))
     assert run.store().counts()[State.DONE] == 4
@@ -200,7 +213,7 @@ def test_failing_llm_server_never_fails_the_photo(photos: Path, run: Run, fake_l
     run.configure(fake_llm.base_url, llm={"timeout": 0.5, "retries": 1})
     code, out, _ = run("scan", str(photos))
     assert code == 0
-    assert "4 tagged" in out and "4 waiting for the LLM" in out
+    assert summary(out) == counts(4, 0, 0, 0, 4)
     assert run.store().counts()[State.NEEDS_CAPTION] == 4
 
 
@@ -279,7 +292,7 @@ def test_moved_photo_keeps_its_row_without_retagging(photos: Path, run: Run, fak
     new = photos / "sub" / "renamed.jpg"
     shutil.move(old, new)
     code, out, _ = run("scan", str(photos))
-    assert code == 0 and out.startswith("4 photos: 0 tagged, 4 skipped"), out
+    assert code == 0 and summary(out) == counts(0, 4, 0, 0, 0)
     assert run.store().by_path(new).id == row_id
     assert run.store().by_path(old) is None
     assert len(fake_llm.requests) == requests
@@ -292,7 +305,7 @@ def test_copied_photo_reuses_tags(photos: Path, run: Run, fake_llm) -> None:
     copy = photos / "copy_of_red.jpg"
     shutil.copy2(photos / "red_circle.jpg", copy)
     code, out, _ = run("scan", str(photos))
-    assert code == 0 and out.startswith("5 photos: 1 tagged, 4 skipped"), out
+    assert code == 0 and summary(out) == counts(1, 4, 0, 1, 0)  # its caption is reused
     assert len(fake_llm.requests) == requests  # no new caption needed
     assert run.store().by_path(copy).state is State.DONE
 
@@ -301,7 +314,7 @@ def test_index_only_mode_never_touches_photos(photos: Path, run: Run, fake_llm) 
     run.configure(fake_llm.base_url, metadata={"write": False})
     before = {p: p.read_bytes() for p in all_photos(photos)}
     code, out, _ = run("scan", str(photos), "--no-caption")
-    assert code == 0 and "4 tagged" in out
+    assert code == 0 and summary(out) == counts(4, 0, 0, 0, 4)
     assert {p: p.read_bytes() for p in all_photos(photos)} == before
     assert fake_llm.requests == []
     code, out, _ = run("status", "--json")
@@ -311,7 +324,7 @@ def test_index_only_mode_never_touches_photos(photos: Path, run: Run, fake_llm) 
 
 def test_caption_retry_pending_fills_waiting_captions(photos: Path, run: Run, fake_llm) -> None:
     run.configure(f"http://127.0.0.1:{dead_port()}/v1", llm={"timeout": 1.0, "retries": 0})
-    assert "4 waiting for the LLM" in run("scan", str(photos))[1]
+    assert summary(run("scan", str(photos))[1]) == counts(4, 0, 0, 0, 4)
     run.configure(fake_llm.base_url)
     code, out, _ = run("caption", "--retry-pending", str(photos / "sub"))
     assert code == 0

@@ -32,9 +32,11 @@ import yaml
 from PIL import Image
 
 from photoscribe.cli import main
+from test_sidecar_undo import DARKTABLE_SIDECAR
 
 from conftest import tiny_config_dict
 from fixtures.exiftool import exiftool_json
+from fixtures.raw import lossless_jpeg, sensor_mosaic, tiff_raw
 from fixtures.synthetic import draw_shape
 
 CHANGE_WITH_EVERY_REWRITE = (
@@ -138,32 +140,26 @@ def test_undo_restores_the_whole_exiftool_output_of_every_format(tmp_path, cli, 
     assert [p.name for p in bare if sha(p) != before[p.name][2]] == []  # byte-identical
 
 
-def fake_raw(preview: bytes) -> bytes:
-    noise = hashlib.sha256(preview).digest() * 2000
-    return b"II*\x00\x08\x00\x00\x00" + noise + preview + noise
-
-
 def test_undo_deletes_created_sidecars_and_restores_existing_ones_exactly(tmp_path, cli) -> None:
     import pillow_heif
-
-    from test_sidecar_undo import DARKTABLE_SIDECAR
 
     folder = tmp_path / "photos"
     folder.mkdir()
     buf = io.BytesIO()
     draw_shape("red", "circle", size=(640, 480), seed=1).save(buf, "JPEG", quality=92)
-    for name in ("new.CR2", "edited.NEF"):
-        (folder / name).write_bytes(fake_raw(buf.getvalue()))
+    sensor = lossless_jpeg(sensor_mosaic(96, 64))
+    for name in ("new.DNG", "edited.DNG"):
+        (folder / name).write_bytes(tiff_raw(buf.getvalue(), (640, 480), sensor, (96, 64)))
     pillow_heif.register_heif_opener()
     draw_shape("blue", "square", size=(400, 300), seed=2).save(folder / "new.HEIC", quality=80)
-    darktable = folder / "edited.NEF.xmp"
+    darktable = folder / "edited.DNG.xmp"
     darktable.write_text(DARKTABLE_SIDECAR, encoding="utf-8")
     photos = sorted(folder.iterdir())
     before = {p.name: sha(p) for p in photos}
     sidecar_before = whole(darktable, reserialised=SIDECAR_LAYOUT)
 
     assert cli("scan", str(folder)) == 0
-    assert (folder / "new.CR2.xmp").exists() and (folder / "new.HEIC.xmp").exists()
+    assert (folder / "new.DNG.xmp").exists() and (folder / "new.HEIC.xmp").exists()
     assert "XMP-photoscribe:ContentHash" in whole(darktable)
     assert cli("undo", "--all") == 0
     assert sorted(folder.iterdir()) == photos  # the sidecars photoscribe created are gone

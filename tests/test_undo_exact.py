@@ -3,19 +3,12 @@ photo (JPEG, PNG, TIFF, WebP in its simple, lossless-with-alpha and extended lay
 with and without metadata of its own) and of every sidecar is the same before the scan and
 after undo, end to end through the CLI.
 
-Dropped from the comparison, as they change with every rewrite of a file whatever it holds:
-System:FileModifyDate (the file is rewritten; metadata.keep_mtime is off by default),
-System:FileAccessDate (reading it changes it) and System:FileInodeChangeDate (a new inode
-is renamed into place). For a photo without metadata of its own that is all: its sizes,
-layout (File:FileType "WEBP" vs "Extended WEBP", RIFF:WebP_Flags) and every tag must
-match, and the file must be byte-identical again.
-
-A photo with metadata of its own gets every tag back, but exiv2 re-serialises the blocks it
-rewrites, so for it these also differ: XMP-x:XMPToolkit (exiv2 signs the packet it wrote),
-File:ExifByteOrder (exiv2 writes a PNG's and WebP's EXIF little-endian), File:CurrentIPTCDigest
-(exiv2 orders the IPTC datasets by number; the stored IPTCDigest is kept in step), IFD0:
-StripOffsets (a TIFF is laid out anew) and, with them, System:FileSize. Likewise a sidecar
-that existed before (darktable's) keeps every tag but not its byte layout: System:FileSize.
+Dropped from the comparison: the three rewrite dates (fixtures/exiftool.py REWRITE_DATES),
+nothing else for a photo without metadata of its own, which must also be byte-identical
+again (sizes, WebP layout: File:FileType "WEBP" vs "Extended WEBP", RIFF:WebP_Flags). A photo
+with metadata of its own gets every tag back but exiv2 re-serialises its blocks
+(RESERIALISED there: XMP toolkit, EXIF byte order, IPTC dataset order, TIFF strip offsets,
+file size); a sidecar that existed before (darktable's), likewise, all but its size.
 """
 
 from __future__ import annotations
@@ -35,22 +28,10 @@ from photoscribe.cli import main
 from test_sidecar_undo import DARKTABLE_SIDECAR
 
 from conftest import tiny_config_dict
-from fixtures.exiftool import exiftool_json
+from fixtures.exiftool import RESERIALISED, differences, whole_tags
 from fixtures.raw import lossless_jpeg, sensor_mosaic, tiff_raw
 from fixtures.synthetic import draw_shape
 
-CHANGE_WITH_EVERY_REWRITE = (
-    "System:FileModifyDate",
-    "System:FileAccessDate",
-    "System:FileInodeChangeDate",
-)
-RESERIALISED = (
-    "XMP-x:XMPToolkit",
-    "File:ExifByteOrder",
-    "File:CurrentIPTCDigest",
-    "IFD0:StripOffsets",
-    "System:FileSize",
-)
 SIDECAR_LAYOUT = ("System:FileSize",)  # a sidecar that existed before, re-serialised
 PRIOR = {  # the photo's own metadata, as a camera or another tool left it
     "jpeg": ["-XMP-dc:Subject=Oma", "-IPTC:Keywords=Oma", "-IFD0:Make=OLYMPUS",
@@ -61,18 +42,8 @@ PRIOR = {  # the photo's own metadata, as a camera or another tool left it
 }  # fmt: skip
 
 
-def whole(path: Path, *, reserialised: tuple[str, ...] = ()) -> dict:
-    (tags,) = exiftool_json("-G1", "-a", "-struct", path)
-    return {k: v for k, v in tags.items() if k not in CHANGE_WITH_EVERY_REWRITE + reserialised}
-
-
 def compared(path: Path) -> dict:
-    return whole(path, reserialised=RESERIALISED if path.name.startswith("own-") else ())
-
-
-def differences(before: dict, after: dict) -> dict:
-    return {k: (before.get(k), after.get(k)) for k in before.keys() | after.keys()
-            if before.get(k) != after.get(k)}  # fmt: skip
+    return whole_tags(path, drop=RESERIALISED if path.name.startswith("own-") else ())
 
 
 def pixels(path: Path) -> bytes:
@@ -129,7 +100,7 @@ def test_undo_restores_the_whole_exiftool_output_of_every_format(tmp_path, cli, 
     before = {p.name: (compared(p), pixels(p), sha(p)) for p in photos}
     assert cli("scan", str(tmp_path / "photos")) == 0
     for p in photos:  # every photo really was written into
-        assert "XMP-photoscribe:ContentHash" in whole(p), p.name
+        assert "XMP-photoscribe:ContentHash" in whole_tags(p), p.name
     capsys.readouterr()
     assert cli("undo", "--all") == 0
     assert f"{len(photos)} photos restored, 0 failed" in capsys.readouterr().out
@@ -156,14 +127,14 @@ def test_undo_deletes_created_sidecars_and_restores_existing_ones_exactly(tmp_pa
     darktable.write_text(DARKTABLE_SIDECAR, encoding="utf-8")
     photos = sorted(folder.iterdir())
     before = {p.name: sha(p) for p in photos}
-    sidecar_before = whole(darktable, reserialised=SIDECAR_LAYOUT)
+    sidecar_before = whole_tags(darktable, drop=SIDECAR_LAYOUT)
 
     assert cli("scan", str(folder)) == 0
     assert (folder / "new.DNG.xmp").exists() and (folder / "new.HEIC.xmp").exists()
-    assert "XMP-photoscribe:ContentHash" in whole(darktable)
+    assert "XMP-photoscribe:ContentHash" in whole_tags(darktable)
     assert cli("undo", "--all") == 0
     assert sorted(folder.iterdir()) == photos  # the sidecars photoscribe created are gone
-    assert differences(sidecar_before, whole(darktable, reserialised=SIDECAR_LAYOUT)) == {}
+    assert differences(sidecar_before, whole_tags(darktable, drop=SIDECAR_LAYOUT)) == {}
     assert {p.name: sha(p) for p in photos if p != darktable} == {
         name: digest for name, digest in before.items() if name != darktable.name
     }

@@ -8,11 +8,12 @@ chunk. Two repairs, both leaving the image chunks' bytes untouched:
 - ``without_xmp``: drop the "XMP " chunk(s) and clear the XMP flag, used when exiv2 says
   no XMP is left;
 - ``simple_if_possible``: a VP8X + one VP8/VP8L chunk whose flags ask for nothing the
-  simple layout cannot say becomes the simple layout again (what libwebp's muxer writes
-  for such an image), used by undo when the photo was simple before photoscribe wrote.
+  simple layout cannot say becomes the simple layout again, used by undo when the photo
+  was simple before photoscribe wrote (as cwebp, Pillow and browsers write most WebPs).
 
-The layout a write found is journalled under ``LAYOUT_KEY`` (see ``layout_change``), so
-that undo restores the simple layout only where it was.
+A write that turned a simple WebP into an extended one journals it under ``LAYOUT_KEY``
+(see ``layout_change``), so that undo restores the simple layout exactly where it was,
+and never turns a WebP that had a VP8X of its own into a simple one.
 """
 
 from __future__ import annotations

@@ -50,7 +50,7 @@ VERSIONS = {  # description → photoscribe's keywords in that version
     "Version A: a red circle.": {"red", "circle"},
     "Version B: a blue square.": {"blue", "square", "sky"},
 }
-SIZE = {"photo.tif": (800, 600)}  # a TIFF's identity is its decoded pixels: slower writes
+SIZE = {"photo.tif": (800, 600), "photo.png": (1200, 900)}  # slower to write and to read back
 SAVE = {  # name → how the photo is saved
     "photo.jpg": lambda img, p: img.save(p, "JPEG", quality=95),
     "photo.png": lambda img, p: img.save(p, "PNG"),

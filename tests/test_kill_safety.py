@@ -13,6 +13,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from photoscribe.config import ScanConfig
+from photoscribe.scanner import find_photos
+
 from fixtures.exiftool import exiftool_json
 from fixtures.synthetic import draw_shape
 
@@ -93,3 +96,5 @@ def test_writes_killed_at_random_moments_leave_old_or_new(tmp_path: Path) -> Non
     assert len(seen - {None}) == 2, seen  # both versions were written at least once
     visible = [p.name for p in tmp_path.iterdir() if not p.name.startswith(".")]
     assert sorted(visible) == ["photo.jpg", "writer.py"]  # leftovers are hidden temp files
+    assert find_photos([tmp_path], ScanConfig()) == [photo]  # the next scan removes them
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.jpg", "writer.py"]

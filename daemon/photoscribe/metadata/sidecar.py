@@ -19,11 +19,12 @@ from photoscribe.errors import MetadataError, NotWritableError, PhotoChangedErro
 from photoscribe.formats import lightroom_sidecar_path, needs_sidecar, sidecar_path
 from photoscribe.fsutil import (
     atomic_replace,
+    create_temp,
     display,
     file_stat,
     fsync_dir,
     stat_or_none,
-    temp_path_for,
+    write_all,
 )
 from photoscribe.metadata import backend
 from photoscribe.metadata.merge import existing_from, plan
@@ -163,14 +164,10 @@ def _store(target: Path, data: bytes, stat: FileStat | None) -> None:
 def _create(target: Path, data: bytes) -> None:
     """A new file with all its bytes, or none: written aside, then linked into place,
     which fails (and writes nothing) if another program created the sidecar meanwhile."""
-    tmp = temp_path_for(target)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    fd, tmp = create_temp(target, 0o666)
     try:
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        write_all(fd, data)
+        os.fsync(fd)
         try:
             os.link(tmp, target)
         except FileExistsError as exc:
@@ -180,6 +177,7 @@ def _create(target: Path, data: bytes) -> None:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        os.close(fd)  # after the unlink: the lock keeps other processes' cleanup away
     fsync_dir(target.parent)
 
 

@@ -287,6 +287,7 @@ class Daemon:
                 self.config.scan,
                 self.tagger.encoder.model_id,
                 self.controls.stop,
+                within=self.watcher.roots,
             )
             self.queue.add(todo, delay=self.config.watch.settle_seconds)
             self.queue.add(gone, delay=self.config.watch.settle_seconds + GONE_DELAY_S)

@@ -57,6 +57,14 @@ def test_the_index_codec_is_bijective_and_keeps_valid_names_verbatim() -> None:
     assert len({to_db(Path(os.fsdecode(r))) for r in names}) == len(names)
 
 
+def tagged_rows(cli: Cli) -> set[Path]:
+    store = open_store(cli.index, readonly=True)
+    try:
+        return {r.path for r in store.rows_under(Path("/")) if r.keywords}
+    finally:
+        store.close()
+
+
 class Cli:
     def __init__(self, tmp_path: Path, capsys: pytest.CaptureFixture[str], **sections) -> None:
         raw = tiny_config_dict(tmp_path)
@@ -107,7 +115,7 @@ def test_an_odd_name_that_cannot_be_tagged_is_a_recorded_failure(tmp_path: Path,
     broken.write_bytes(b"\xff\xd8 not really a jpeg")
     cli = Cli(tmp_path, capsys)
     code, out = cli("scan", str(folder))
-    assert "1 tagged, 0 skipped (already done), 1 failed" in out, out
+    assert code == 1 and "1 tagged, 0 skipped (already done), 1 failed" in out, out
     assert "caf\\xe9.jpg" in out  # named in the summary, printably
     assert subjects(good)
     code, out = cli("status")
@@ -141,10 +149,14 @@ def test_moves_and_undo_of_odd_names(tmp_path: Path, capsys) -> None:
 def test_sidecars_of_odd_names(tmp_path: Path, capsys) -> None:
     folder = tmp_path / "photos"
     photo = write_photo(folder / LATIN1, 5)
+    too_long = write_photo(folder / ("d" * 251 + ".jpg"), 6)  # NAME.jpg.xmp: 259 bytes
     before = photo.read_bytes()
     cli = Cli(tmp_path, capsys, metadata={"mode": "sidecar"})
     code, out = cli("scan", str(folder))
-    assert code == 0 and "1 tagged" in out, out
+    assert code == 1 and "1 tagged, 0 skipped (already done), 1 failed" in out, out
+    assert "longer than the 255 bytes a file name may have; shorten the photo's name" in out
+    assert tagged_rows(cli) == {photo}
+    assert not list(folder.glob(".*")) and too_long.exists()
     sidecar = folder / (LATIN1 + ".xmp")
     assert subjects(sidecar) and photo.read_bytes() == before
     assert cli("undo", "--all")[0] == 0

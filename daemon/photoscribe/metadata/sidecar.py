@@ -18,6 +18,7 @@ from photoscribe.contenthash import sniff_format
 from photoscribe.errors import MetadataError, NotWritableError, PhotoChangedError
 from photoscribe.formats import lightroom_sidecar_path, needs_sidecar, sidecar_path
 from photoscribe.fsutil import (
+    NAME_MAX,
     atomic_replace,
     create_temp,
     display,
@@ -91,7 +92,7 @@ def write_sidecars(
     """Merge ``ann`` into the photo's sidecar(s); the photo is read, never written."""
     _check_folder(path)
     own = _photo_description(path, config)
-    targets = [sidecar_path(path)]
+    targets = [_sidecar_name_fits(sidecar_path(path))]
     lightroom = lightroom_sidecar_path(path) if config.lightroom_sidecar else None
     if lightroom is not None:
         targets.append(lightroom)
@@ -191,6 +192,15 @@ def _photo_description(path: Path, config: MetadataConfig) -> bool:
     except (OSError, MetadataError):
         return False  # exiv2 cannot read it: nothing to keep
     return bool(existing.description) and existing.description != existing.our_description
+
+
+def _sidecar_name_fits(target: Path) -> Path:
+    if len(os.fsencode(target.name)) > NAME_MAX:
+        raise MetadataError(
+            f"{display(target)}: the sidecar's name would be longer than the {NAME_MAX} bytes "
+            "a file name may have; shorten the photo's name"
+        )
+    return target
 
 
 def _check_folder(path: Path) -> None:

@@ -18,6 +18,7 @@ stored text):
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 _SURROGATE_FIRST = 0xDC80  # surrogateescape of byte 0x80
@@ -30,17 +31,21 @@ _TABLE: dict[int, str] = {
         for p in range(_PRIVATE_FIRST, _PRIVATE_FIRST + 0x80)
     },
 }
+_MAPPED = re.compile("[\udc80-\udcff\U0010fe80-\U0010feff]")
+_STORED = re.compile("[\U0010fe80-\U0010feff]")
 _BACK = {p: chr(p - _SHIFT) for p in range(_PRIVATE_FIRST, _PRIVATE_FIRST + 0x80)}
 
 
 def to_db(path: Path | str) -> str:
     """The text the index stores for ``path`` (valid UTF-8 for any file name)."""
-    return os.fspath(path).translate(_TABLE)
+    text = os.fspath(path)
+    if text.isascii() or not _MAPPED.search(text):  # nearly every name: as it is
+        return text
+    return text.translate(_TABLE)
 
 
 def from_db(text: str) -> Path:
     """The path ``to_db`` stored as ``text``."""
-    escaped = text.translate(_BACK)
-    if escaped == text:  # nearly every name: valid UTF-8 without that private range
+    if text.isascii() or not _STORED.search(text):
         return Path(text)
-    return Path(os.fsdecode(os.fsencode(escaped)))
+    return Path(os.fsdecode(os.fsencode(text.translate(_BACK))))

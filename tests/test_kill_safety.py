@@ -17,6 +17,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from photoscribe.config import ScanConfig
+from photoscribe.scanner import find_photos
+
 from fixtures.exiftool import exiftool_json
 from fixtures.raw import lossless_jpeg, sensor_mosaic, tiff_raw
 from fixtures.synthetic import draw_shape
@@ -127,6 +130,8 @@ def test_writes_killed_at_random_moments_leave_old_or_new(tmp_path: Path, name: 
     seen = kill_writer_at_random(photo, "embed", ROUNDS[name], check)
     assert len(seen - {None}) == 2, seen  # both versions were written at least once
     assert visible(photo.parent) == [name]  # leftovers are hidden temp files
+    assert find_photos([photo.parent], ScanConfig()) == [photo]  # the next scan removes them
+    assert sorted(p.name for p in photo.parent.iterdir()) == [name]
 
 
 def test_sidecar_creation_killed_at_random_moments_leaves_none_or_a_whole_one(

@@ -214,7 +214,7 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
                 "counts": {s.value: n for s, n in counts.items()},
                 "queued": queue_depth(store),
                 "daemon": daemon,
-                "last_failures": [{"path": str(r.path), "reason": r.error} for r in failures],
+                "last_failures": [{"path": display(r.path), "reason": r.error} for r in failures],
                 "caption_problems": [{"reason": r, "photos": n} for r, n in problems],
             },
             sys.stdout,

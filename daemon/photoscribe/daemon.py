@@ -287,6 +287,7 @@ class Daemon:
                 self.config.scan,
                 self.tagger.encoder.model_id,
                 self.controls.stop,
+                within=self.watcher.roots,
             )
             self.queue.add(todo, delay=self.config.watch.settle_seconds)
             self.queue.add(gone, delay=self.config.watch.settle_seconds + GONE_DELAY_S)
@@ -416,8 +417,8 @@ class Daemon:
             "state": state,
             "pid": os.getpid(),
             "started_at": self.started_at,
-            "folders": [str(p) for p in self.watcher.folders],
-            "poll_folders": [str(p) for p in self.watcher.poll_folders],
+            "folders": [display(p) for p in self.watcher.folders],
+            "poll_folders": [display(p) for p in self.watcher.poll_folders],
             "queued": queued,
             "in_progress": len(self._taken),
             "photos_per_s": round(self.activity.rate(), 2),

@@ -149,9 +149,6 @@ class Pipeline:
 
     def _needs_work(self, path: Path) -> bool:
         """Cheap decision from the file's stat and the index; no file read."""
-        if not _valid_name(path):
-            self._fail(path, None, "the file name is not valid UTF-8; rename the file")
-            return False
         try:
             stat = file_stat(path)
         except OSError as exc:
@@ -284,11 +281,3 @@ def _image_source(path: Path, data: bytes) -> tuple[bytes, bool]:
 
 def _prefer_same_path(rows: list[PhotoRow], path: Path) -> PhotoRow:
     return next((r for r in rows if r.path == path), rows[0])
-
-
-def _valid_name(path: Path) -> bool:
-    try:
-        str(path).encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True

@@ -10,7 +10,7 @@ from pathlib import Path
 from photoscribe.captioning import CaptionStage
 from photoscribe.config import Config
 from photoscribe.errors import ConfigError
-from photoscribe.fsutil import stat_or_none
+from photoscribe.fsutil import display, stat_or_none
 from photoscribe.pipeline import Pipeline
 from photoscribe.progress import Progress
 from photoscribe.records import Summary, Tagging
@@ -76,7 +76,7 @@ def scan(
     ``dry_run``: tag and caption, but write nothing; ``show(file, changes)`` is told what
     would change in each file."""
     paths = find_photos(roots, config.scan)
-    log.info("found %d photos under %s", len(paths), ", ".join(map(str, roots)))
+    log.info("found %d photos under %s", len(paths), ", ".join(map(display, roots)))
     tagger = build_tagger(config)
     if paths:
         tagger.encoder.model.load()  # fail fast (missing weights) before touching anything
@@ -137,7 +137,7 @@ def describe(config: Config, path: Path, on_text) -> tuple[Tagging, str]:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        raise ConfigError(f"cannot read {display(path)}: {exc.strerror or exc}") from exc
     tagger = build_tagger(config)
     encoder = tagger.encoder
     tagging = tagger.tag([prepare(data, encoder.preprocess(), encoder.input_size())])[0]

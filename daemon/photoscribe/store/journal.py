@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from photoscribe.store.paths import from_db, to_db
 from photoscribe.store.photos import PhotoStore
 
 Change = tuple[Any, Any]  # (value before, value after); None = the tag was absent
@@ -33,7 +34,7 @@ class Journal:
         with self.store.transaction() as c:
             c.execute(
                 "INSERT INTO journal (path, target, changes, written_at) VALUES (?, ?, ?, ?)",
-                (str(path), str(target), json.dumps(changes, ensure_ascii=False), time.time()),
+                (to_db(path), to_db(target), json.dumps(changes, ensure_ascii=False), time.time()),
             )
 
     def pending(self, path: Path) -> list[Entry]:
@@ -41,7 +42,7 @@ class Journal:
         rows = self.store.query(
             "SELECT id, path, target, changes, written_at FROM journal "
             "WHERE path = ? AND undone_at IS NULL ORDER BY id DESC",
-            (str(path),),
+            (to_db(path),),
         )
         return [_entry(r) for r in rows]
 
@@ -50,7 +51,7 @@ class Journal:
         rows = self.store.query(
             "SELECT DISTINCT path FROM journal WHERE undone_at IS NULL ORDER BY path"
         )
-        found = [Path(r[0]) for r in rows]
+        found = [from_db(r[0]) for r in rows]
         roots = [r.absolute() for r in under]
         if not roots:
             return found
@@ -64,4 +65,4 @@ class Journal:
 
 def _entry(r: Any) -> Entry:
     changes = {k: (v[0], v[1]) for k, v in json.loads(r[3]).items()}
-    return Entry(r[0], Path(r[1]), Path(r[2]), changes, r[4])
+    return Entry(r[0], from_db(r[1]), from_db(r[2]), changes, r[4])

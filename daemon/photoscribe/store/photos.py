@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from photoscribe.records import FileStat, Keyword, State, Tagging
+from photoscribe.store.paths import from_db, to_db
 
 COLUMNS = (
     "id, path, size, mtime_ns, content_hash, state, model, keywords, caption, error, "
@@ -41,7 +42,7 @@ class PhotoRow:
 def _row(r: sqlite3.Row) -> PhotoRow:
     return PhotoRow(
         id=r["id"],
-        path=Path(r["path"]),
+        path=from_db(r["path"]),
         size=r["size"],
         mtime_ns=r["mtime_ns"],
         content_hash=r["content_hash"],
@@ -103,18 +104,18 @@ class PhotoStore:
     def delete(self, path: Path) -> bool:
         """Forget a photo that no longer exists; True if it was indexed."""
         with self._write() as c:
-            return c.execute("DELETE FROM photos WHERE path = ?", (str(path),)).rowcount > 0
+            return c.execute("DELETE FROM photos WHERE path = ?", (to_db(path),)).rowcount > 0
 
     def rows_under(self, root: Path) -> list[PhotoRow]:
         """Indexed photos below the folder ``root``."""
-        prefix = str(root).rstrip("/") + "/"
+        prefix = to_db(root).rstrip("/") + "/"
         return self._many(
             f"SELECT {COLUMNS} FROM photos WHERE substr(path, 1, ?) = ?", (len(prefix), prefix)
         )
 
     # -- reads ---------------------------------------------------------------
     def by_path(self, path: Path) -> PhotoRow | None:
-        return self._one(f"SELECT {COLUMNS} FROM photos WHERE path = ?", (str(path),))
+        return self._one(f"SELECT {COLUMNS} FROM photos WHERE path = ?", (to_db(path),))
 
     def by_hash(self, content_hash: str, model: str) -> list[PhotoRow]:
         return self._many(
@@ -220,7 +221,7 @@ class PhotoStore:
                        embedding=excluded.embedding, error=NULL, attempts=0,
                        updated_at=excluded.updated_at""",
                 (
-                    str(path),
+                    to_db(path),
                     *_stat_cols(stat),
                     content_hash,
                     state.value,
@@ -260,7 +261,7 @@ class PhotoStore:
                    ON CONFLICT(path) DO UPDATE SET size=excluded.size,
                        mtime_ns=excluded.mtime_ns, state='failed', error=excluded.error,
                        attempts=photos.attempts + 1, updated_at=excluded.updated_at""",
-                (str(path), *_stat_cols(stat), reason, now, now),
+                (to_db(path), *_stat_cols(stat), reason, now, now),
             )
 
     def mark_undone(self, path: Path, stat: FileStat | None) -> None:
@@ -271,7 +272,7 @@ class PhotoStore:
                 "UPDATE photos SET state = 'undone', keywords = '[]', keywords_text = '', "
                 "caption = NULL, embedding = NULL, error = NULL, size = coalesce(?, size), "
                 "mtime_ns = coalesce(?, mtime_ns), updated_at = ? WHERE path = ?",
-                (*_stat_cols(stat), time.time(), str(path)),
+                (*_stat_cols(stat), time.time(), to_db(path)),
             )
 
     def touch(self, row_id: int, stat: FileStat) -> None:
@@ -288,12 +289,12 @@ class PhotoStore:
             if old is not None:
                 c.execute(
                     "UPDATE journal SET path = ?, target = replace(target, ?, ?) WHERE path = ?",
-                    (str(new_path), old[0], str(new_path), old[0]),
+                    (to_db(new_path), old[0], to_db(new_path), old[0]),
                 )
-            c.execute("DELETE FROM photos WHERE path = ? AND id != ?", (str(new_path), row_id))
+            c.execute("DELETE FROM photos WHERE path = ? AND id != ?", (to_db(new_path), row_id))
             c.execute(
                 "UPDATE photos SET path = ?, size = ?, mtime_ns = ?, updated_at = ? WHERE id = ?",
-                (str(new_path), *_stat_cols(stat), time.time(), row_id),
+                (to_db(new_path), *_stat_cols(stat), time.time(), row_id),
             )
 
 

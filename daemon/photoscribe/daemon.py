@@ -319,8 +319,8 @@ class Daemon:
         if now < self._next_captions or (self._backlog and self._backlog.is_alive()):
             return
         captions = self.pipeline.captions
-        if captions.source is None:
-            return
+        if captions.source is None or not captions.idle:
+            return  # a photo still waiting for its caption may get it yet: no second request
         with self._taken_lock:
             busy = set(self._taken)
         rows = [

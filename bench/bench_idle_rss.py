@@ -162,7 +162,7 @@ def print_table(results: dict[str, dict[str, tuple[float, float]]], photos: int)
     for key, label in STAGES:
         cells = "".join(f"{_cell(results[n].get(key)):>20}" for n in names)
         print(f"{label:<30}{cells}")
-    print(f"{'import torch alone (floor)':<30}{_cell(floor()['torch']):>20}")
+    print(f"{'only import torch, open_clip':<30}{_cell(floor()['torch']):>20}")
 
 
 def _cell(value: tuple[float, float] | None) -> str:

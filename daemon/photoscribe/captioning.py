@@ -160,7 +160,11 @@ class CaptionStage:
         with self._idle:
             self._open += 1
         offer = _Offer(on_done, on_late, time.monotonic() + self.wait, self._settled)
-        offer.future = self._pool.submit(self._answer, offer, keywords, context)
+        try:
+            offer.future = self._pool.submit(self._answer, offer, keywords, context)
+        except RuntimeError:  # closed: nothing will call back
+            self._settled()
+            return False
         self._deadlines.add(offer)
         return True
 

@@ -86,6 +86,7 @@ class LLMConfig:
     temperature: float = 0.7
     concurrency: int = 2
     cooldown: float = 60.0  # after 3 failures in a row, seconds before asking again
+    caption_wait: float = 5.0  # seconds a tagged photo waits for its caption (one write)
     # Facts from the photo's own metadata added to the prompt (privacy: none by default):
     # any of date, time_of_day, season, camera, place (a place name, never GPS coordinates).
     context: tuple[str, ...] = ()
@@ -311,6 +312,7 @@ def validate(config: Config) -> Config:
         (config.llm.concurrency >= 1, "llm.concurrency must be at least 1"),
         (config.llm.timeout > 0, "llm.timeout must be positive"),
         (config.llm.cooldown > 0, "llm.cooldown must be positive"),
+        (config.llm.caption_wait >= 0, "llm.caption_wait must not be negative"),
         (
             set(config.llm.context) <= set(CONTEXT_FIELDS),
             f"llm.context may list only: {', '.join(CONTEXT_FIELDS)}",

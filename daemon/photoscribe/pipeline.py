@@ -25,7 +25,7 @@ from photoscribe.fsutil import display, file_stat
 from photoscribe.progress import Progress
 from photoscribe.records import FileStat, State, Summary, Tagging
 from photoscribe.store import PhotoRow, PhotoStore
-from photoscribe.writing import TaggedJob, Writer
+from photoscribe.writing import LateCaptionJob, TaggedJob, Writer
 
 log = logging.getLogger(__name__)
 
@@ -228,10 +228,21 @@ class Pipeline:
     def _caption_then_write(
         self, path: Path, digest: str, tagging: Tagging, context: str | None = None
     ) -> None:
-        def done(caption: str | None, reason: str | None) -> None:
-            self._writer.put(TaggedJob(path, digest, tagging, caption, reason))
+        """One write when the caption comes within the caption stage's wait; else the
+        keywords go ahead alone and a caption that still comes is a second write."""
+        late = threading.Event()
 
-        if not self.captions.offer(tagging.keywords, done, context):
+        def done(caption: str | None, reason: str | None) -> None:
+            if not late.is_set():
+                self._writer.put(TaggedJob(path, digest, tagging, caption, reason))
+            elif caption is not None:
+                self._writer.put(LateCaptionJob(path, digest, tagging, caption))
+
+        def keywords_first() -> None:
+            late.set()
+            self._writer.put(TaggedJob(path, digest, tagging, None))
+
+        if not self.captions.offer(tagging.keywords, done, context, on_late=keywords_first):
             self._writer.put(TaggedJob(path, digest, tagging, None))
 
     def _reuse(self, item: Known) -> None:

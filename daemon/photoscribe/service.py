@@ -36,7 +36,9 @@ def build_captions(config: Config, enabled: bool = True) -> CaptionStage:
 
         source = Captioner(config.llm, config.llm_api_key())
     concurrency = config.llm.concurrency
-    return CaptionStage(source, concurrency, concurrency * CAPTION_BACKLOG_PER_SLOT)
+    return CaptionStage(
+        source, concurrency, concurrency * CAPTION_BACKLOG_PER_SLOT, config.llm.caption_wait
+    )
 
 
 def build_context_reader(config: Config):

@@ -147,18 +147,18 @@ class FolderWatcher:
     def _start(self, observer, folders: list[Path]) -> None:
         for folder in folders:
             _check_folder(folder)
-            links = LinkPolicy(self.scan.follow_symlinks, self.roots)
+        # Started first, the observer adds a folder's watches as it is scheduled, so a
+        # failure (e.g. the inotify limit) is raised for the folder that hit it.
+        observer.daemon = True
+        observer.start()
+        self._observers.append(observer)
+        links = LinkPolicy(self.scan.follow_symlinks, self.roots)
+        for folder in folders:
             handler = _Handler(folder, self.scan, self.inbox, links)
             try:
                 observer.schedule(handler, str(folder), recursive=True, event_filter=_event_types())
             except OSError as exc:
                 raise _watch_error(folder, exc) from exc
-        observer.daemon = True
-        try:
-            observer.start()
-        except OSError as exc:
-            raise _watch_error(folders[0], exc) from exc
-        self._observers.append(observer)
         log.info("watching %s", ", ".join(display(f) for f in folders))
 
     def _overflowed(self) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from photoscribe.config import MetadataConfig
 from photoscribe.errors import NotWritableError, PhotoChangedError, PhotoError
 from photoscribe.fsutil import display, stat_or_none
-from photoscribe.records import Annotation, FileStat, Tagging, WriteOutcome
+from photoscribe.records import Annotation, FileStat, State, Tagging, WriteOutcome
 from photoscribe.store import PhotoStore
 from photoscribe.store.journal import Journal
 
@@ -43,7 +43,18 @@ class CaptionJob:
     caption: str
 
 
-Job = TaggedJob | CaptionJob
+@dataclass(frozen=True)
+class LateCaptionJob:
+    """A caption that came after its photo's wait was over: its keywords were queued
+    alone just before, so the row is found by path when the job's turn comes."""
+
+    path: Path
+    content_hash: str
+    tagging: Tagging
+    caption: str
+
+
+Job = TaggedJob | CaptionJob | LateCaptionJob
 # report(path, outcome, reason): outcome is "tagged", "tagged+caption", "captioned" or "failed"
 Report = Callable[[Path, str, str | None], None]
 Show = Callable[[Path, dict], None]  # (file, {key: (before, after)}) in a dry run
@@ -97,6 +108,10 @@ class Writer:
         self._queue.task_done()
 
     def _handle(self, job: Job) -> None:
+        if isinstance(job, LateCaptionJob):
+            job = self._resolve(job)
+            if job is None:
+                return
         note = job.note if isinstance(job, TaggedJob) else None
         try:
             stat = self._write_file(job)
@@ -122,7 +137,17 @@ class Writer:
             self.store.save_tagged(job.path, stat, job.content_hash, job.tagging, job.caption)
         self.report(job.path, "tagged+caption" if job.caption else "tagged", note)
 
-    def _write_file(self, job: Job) -> FileStat | None:
+    def _resolve(self, job: LateCaptionJob) -> CaptionJob | None:
+        """The row the keyword write made; None when the photo changed, failed or went
+        meanwhile (or in a dry run): then the caption is not written."""
+        row = self.store.by_path(job.path)
+        if row is None or row.state is not State.NEEDS_CAPTION:
+            return None
+        if row.content_hash != job.content_hash:
+            return None
+        return CaptionJob(row.id, job.path, job.content_hash, job.tagging, job.caption)
+
+    def _write_file(self, job: TaggedJob | CaptionJob) -> FileStat | None:
         if self.write_fn is None:
             return stat_or_none(job.path)
         annotation = Annotation(

@@ -6,6 +6,7 @@ that never need it (status, text search, doctor) start fast.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import logging
 import os
@@ -175,12 +176,29 @@ def pick_dtype(precision: str, device: str) -> Any:
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
+def trim_heap() -> bool:
+    """Give the C heap's free pages back to the system (glibc ``malloc_trim(0)``).
+
+    Freed tensors go back to malloc, which keeps them in its arenas (one per thread that
+    allocated: decode workers, torch's intra-op threads), so RSS would not drop without
+    this. False where the C library has no malloc_trim (e.g. musl)."""
+    try:
+        libc = ctypes.CDLL(None)
+        malloc_trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return False
+    malloc_trim.argtypes = [ctypes.c_size_t]
+    malloc_trim(0)
+    return True
+
+
 class ClipModel:
     """An OpenCLIP model loaded on first use; thread-safe load/unload."""
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, *, trim: Callable[[], object] = trim_heap) -> None:
         self.cfg = cfg
         self.weights = resolve_weights(cfg)
+        self._trim = trim  # returns freed memory to the system after an unload
         self._lock = threading.Lock()
         self._loaded: dict[str, Any] | None = None
 
@@ -212,6 +230,7 @@ class ClipModel:
             import torch
 
             torch.cuda.empty_cache()
+        self._trim()
 
     def _load(self) -> dict[str, Any]:
         import open_clip

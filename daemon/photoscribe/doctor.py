@@ -31,14 +31,22 @@ class Check:
 
 def check_index(config: Config) -> Check:
     from photoscribe.store import open_store
+    from photoscribe.store.db import damaged
 
     path = config.index_path
     if not path.exists():
         return _index_to_come(path)
     try:
-        counts = open_store(path, readonly=True).counts()
+        store = open_store(path, readonly=True)
     except PhotoscribeError as exc:
         return Check("index", False, str(exc))
+    try:
+        problems = store.integrity_problems()
+        if problems:
+            return Check("index", False, str(damaged(path, "; ".join(problems))))
+        counts = store.counts()
+    finally:
+        store.close()
     summary = ", ".join(f"{n} {s.value}" for s, n in counts.items() if n)
     return Check("index", True, f"{path}: {summary or 'empty'}")
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from photoscribe.config import MetadataConfig
-from photoscribe.errors import NotWritableError, PhotoChangedError, PhotoError
+from photoscribe.errors import NotWritableError, PhotoChangedError, PhotoError, StoreError
 from photoscribe.fsutil import display, stat_or_none
 from photoscribe.records import Annotation, FileStat, State, Tagging, WriteOutcome
 from photoscribe.store import PhotoStore
@@ -100,6 +100,9 @@ class Writer:
         while (job := self._queue.get()) is not None:
             try:
                 self._handle(job)
+            except StoreError as exc:  # e.g. the index locked by another program
+                log.error("not written: %s: %s", display(job.path), exc)
+                self.report(job.path, "failed", str(exc))
             except Exception as exc:  # never lose the writer to one bad photo
                 log.exception("unexpected error writing %s", display(job.path))
                 self.report(job.path, "failed", f"internal error: {exc}")

@@ -14,4 +14,4 @@ __all__ = ["PhotoRow", "PhotoStore", "open_store"]
 def open_store(path: Path, *, readonly: bool = False) -> PhotoStore:
     if readonly and not path.exists():
         raise StoreError(f"there is no index at {path} yet; run `photoscribe scan FOLDER` first")
-    return PhotoStore(connect(path, readonly=readonly))
+    return PhotoStore(connect(path, readonly=readonly), path)

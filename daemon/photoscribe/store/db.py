@@ -108,16 +108,57 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
             conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.row_factory = sqlite3.Row
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # reads the header
         if not readonly:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             migrate(conn)
     except sqlite3.Error as exc:
-        raise StoreError(
-            f"cannot open the index {display(path)}: {exc}; check the path (index_path in the "
-            "config) and its permissions"
-        ) from exc
+        raise open_error(path, exc) from exc
     return conn
+
+
+def open_error(path: Path, exc: sqlite3.Error) -> StoreError:
+    """What to tell the user when the index cannot be used, by what SQLite said."""
+    text = str(exc)
+    if is_damage(exc):
+        return damaged(path, text)
+    if "locked" in text or "busy" in text:
+        return StoreError(
+            f"the index {display(path)} is locked by another program ({text}); close it "
+            "(e.g. an SQLite browser holding a transaction) and try again"
+        )
+    return StoreError(
+        f"cannot open the index {display(path)}: {text}; check the path (index_path in the "
+        "config) and its permissions"
+    )
+
+
+def damaged(path: Path, what: str) -> StoreError:
+    return StoreError(
+        f"the index {display(path)} is damaged ({what}); photoscribe leaves it as it is. "
+        f"Your photos keep their tags: move the file aside (e.g. `mv {display(path)} "
+        f"{display(path)}.damaged`) and run `photoscribe index rebuild FOLDER...` to "
+        "rebuild the index from the photos' own metadata"
+    )
+
+
+def is_damage(exc: BaseException) -> bool:
+    """SQLite's words for a file that is not (or no longer) a sound database."""
+    text = str(exc)
+    return isinstance(exc, sqlite3.DatabaseError) and (
+        "malformed" in text or "not a database" in text or "corrupt" in text
+    )
+
+
+def integrity_problems(conn: sqlite3.Connection, limit: int = 5) -> list[str]:
+    """SQLite's own check of every page of the index: [] when it is sound."""
+    try:
+        rows = conn.execute(f"PRAGMA quick_check({int(limit)})").fetchall()
+    except sqlite3.DatabaseError as exc:
+        return [str(exc)]
+    found = [str(r[0]) for r in rows]
+    return [] if found == ["ok"] else found
 
 
 def _make_folder(path: Path) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from photoscribe.records import FileStat, Keyword, State, Tagging
+from photoscribe.store.db import open_error
 from photoscribe.store.paths import from_db, to_db
 
 COLUMNS = (
@@ -63,14 +64,18 @@ def keywords_json(keywords: Iterable[Keyword]) -> str:
 class PhotoStore:
     """Queries and updates on the index. Writes serialise on one lock (one writer)."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, path: Path | None = None) -> None:
         self._conn = conn
+        self._path = path or Path("index")  # for messages
         self._lock = threading.RLock()
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:  # locked past busy_timeout, damaged, ...
+                raise open_error(self._path, exc) from exc
             try:
                 yield self._conn
             except BaseException:
@@ -90,6 +95,13 @@ class PhotoStore:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+    def integrity_problems(self) -> list[str]:
+        """SQLite's check of every page (reads the whole file): [] when the index is sound."""
+        from photoscribe.store.db import integrity_problems
+
+        with self._lock:
+            return integrity_problems(self._conn)
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:

@@ -149,12 +149,29 @@ def print_summary(s: Summary, out: TextIO | None = None) -> None:
         f"{s.failed} failed; {s.captioned} captions written, "
         f"{s.waiting} waiting for the LLM\n"
     )
+    if s.failed:
+        out.write(f"  {_failed_kinds(s.failed, s.transient)}\n")
     for path, reason in s.failures[:MAX_FAILURES_SHOWN]:
-        out.write(f"  failed: {display(path)}: {reason}\n")
+        again = " (will be tried again)" if path in s.passing else ""
+        out.write(f"  failed: {display(path)}: {reason}{again}\n")
     if len(s.failures) > MAX_FAILURES_SHOWN:
         out.write(f"  … and {len(s.failures) - MAX_FAILURES_SHOWN} more (photoscribe status)\n")
     if s.waiting:
         out.write("  captions will be added by the next `photoscribe scan` once the LLM answers\n")
+
+
+def _failed_kinds(failed: int, transient: int) -> str:
+    """Which failures the next scan tries again and which wait for the file to change."""
+    permanent = failed - transient
+    parts = []
+    if transient:
+        parts.append(
+            f"{transient} failed for a passing reason (disk full, permission, I/O, a share "
+            "gone) and will be tried again by the next scan"
+        )
+    if permanent:
+        parts.append(f"{permanent} will be tried again only when the file changes")
+    return "; ".join(parts)
 
 
 def cmd_search(config: Config, args: argparse.Namespace) -> int:
@@ -176,6 +193,7 @@ def cmd_search(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_status(config: Config, args: argparse.Namespace) -> int:
     from photoscribe.store import open_store
+    from photoscribe.store.photos import PERMANENT, TRANSIENT
     from photoscribe.store.queue import queue_depth
 
     store = open_store(config.index_path, readonly=True)
@@ -189,7 +207,10 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
                 "counts": {s.value: n for s, n in counts.items()},
                 "queued": queue_depth(store),
                 "daemon": daemon,
-                "last_failures": [{"path": str(r.path), "reason": r.error} for r in failures],
+                "failures": store.failure_counts(),
+                "last_failures": [
+                    {"path": str(r.path), "reason": r.error, "kind": r.failure} for r in failures
+                ],
             },
             sys.stdout,
             ensure_ascii=False,
@@ -200,11 +221,18 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
     print(f"index: {config.index_path}")
     print(f"  done (keywords + caption): {counts[State.DONE]}")
     print(f"  keywords, waiting for a caption: {counts[State.NEEDS_CAPTION]}")
-    print(f"  failed: {counts[State.FAILED]}")
+    kinds = store.failure_counts()
+    print(
+        f"  failed: {counts[State.FAILED]} ({kinds[TRANSIENT]} to be tried again: disk, "
+        f"permission or I/O problems; {kinds[PERMANENT]} until the file changes)"
+        if counts[State.FAILED]
+        else "  failed: 0"
+    )
     if counts[State.UNDONE]:
         print(f"  undone (photoscribe's metadata taken out): {counts[State.UNDONE]}")
     for row in failures:
-        print(f"    {display(row.path)}: {row.error}")
+        again = " (will be tried again)" if row.transient else ""
+        print(f"    {display(row.path)}: {row.error}{again}")
     print(describe_daemon(daemon))
     return 0
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import socket
+import zlib
 from pathlib import Path
 
 from photoscribe.errors import PhotoChangedError
@@ -37,9 +39,37 @@ def is_temp_name(name: str) -> bool:
 
 
 def temp_path_for(path: Path) -> Path:
-    """A hidden temp name in the same folder, so the final rename is atomic."""
+    """A hidden temp name in the same folder, so the final rename is atomic. It names the
+    writing process (pid and host), so that a temp file left by a killed write can be told
+    from one being written."""
     token = secrets.token_hex(4)
-    return path.with_name(f"{TEMP_PREFIX}{path.name}.{token}{TEMP_SUFFIX}")
+    return path.with_name(f"{TEMP_PREFIX}{path.name}.{token}.{_writer_tag()}{TEMP_SUFFIX}")
+
+
+def temp_writer_gone(name: str) -> bool:
+    """True when the temp file ``name`` was written by a process of this host that no
+    longer runs (a killed write: the original is intact, the copy is litter)."""
+    if not is_temp_name(name):
+        return False
+    tag = name[: -len(TEMP_SUFFIX)].rsplit(".", 1)[-1]
+    pid, _, host = tag.partition("-")
+    if host != _host_tag() or not pid.isdigit():
+        return False  # another host's (a shared folder) or an older name: age decides
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, owned by someone else
+        return False
+    return False
+
+
+def _writer_tag() -> str:
+    return f"{os.getpid()}-{_host_tag()}"
+
+
+def _host_tag() -> str:
+    return f"{zlib.crc32(socket.gethostname().encode()) & 0xFFFF:04x}"
 
 
 def atomic_replace(

@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 
 from photoscribe.config import ScanConfig
 from photoscribe.errors import ConfigError
-from photoscribe.fsutil import display, is_temp_name
+from photoscribe.fsutil import display, is_temp_name, temp_writer_gone
 
 log = logging.getLogger(__name__)
 STALE_TEMP_SECONDS = 3600
@@ -93,7 +93,8 @@ def _lower_extensions(extensions: tuple[str, ...]) -> tuple[str, ...]:
 def _remove_if_stale(path: Path) -> None:
     """A temp file of a write that was killed: the original is intact, drop the copy."""
     with contextlib.suppress(OSError):
-        if time.time() - path.stat().st_mtime > STALE_TEMP_SECONDS:
+        old = time.time() - path.stat().st_mtime > STALE_TEMP_SECONDS
+        if old or temp_writer_gone(path.name):
             path.unlink()
             log.info("removed a stale temp file %s", display(path))
 

@@ -41,6 +41,7 @@ class CaptionJob:
     content_hash: str
     tagging: Tagging
     caption: str
+    in_file: bool = False  # the photo already holds it (a write whose index update was lost)
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,12 @@ class Writer:
     def _handle(self, job: Job) -> None:
         if isinstance(job, AdoptedJob):
             self._adopt(job)
+            return
+        if isinstance(job, CaptionJob) and job.in_file:
+            if not self.dry_run:
+                self.store.save_caption(job.row_id, job.caption, stat_or_none(job.path))
+            log.info("indexed the caption the file already held: %s", display(job.path))
+            self.report(job.path, "caption-adopted", None)
             return
         note = job.note if isinstance(job, TaggedJob) else None
         try:

@@ -184,6 +184,11 @@ def test_disk_full_is_tried_again_by_the_next_scan_a_damaged_photo_is_not(
     broken = row(tmp_path, bad)
     assert (broken.state, broken.failure, broken.attempts) == (State.FAILED, "permanent", 1)
     assert digest(good) == good_bytes and temp_files(disk.root) == []
+    capsys.readouterr()
+    assert main(["-c", str(cfg), "status"]) == 0
+    status = capsys.readouterr().out
+    assert "failed: 2 (1 to be tried again: disk, permission or I/O problems; 1 until" in status
+    assert "No space left on device (will be tried again)" in status, status
 
     code, out = scan(cfg, disk.root, capsys)  # still full: tried again, fails again
     assert "2 photos: 0 tagged, 1 skipped (already done), 1 failed" in out, out
@@ -310,3 +315,16 @@ def test_the_wait_before_another_try_doubles_up_to_the_cap(tmp_path: Path) -> No
     queued = {r[0] for r in store.query("SELECT path FROM queue")}
     assert queued == {"/p/a1_due.jpg", "/p/a3_due.jpg", "/p/a9_capped.jpg"}
     assert queue.add_due_failures(10.0, 100.0) == 0  # already queued: left as they are
+
+
+def test_a_temp_file_is_litter_only_when_its_writer_is_gone(tmp_path: Path) -> None:
+    mine = fsutil.temp_path_for(tmp_path / "a.jpg").name
+    assert fsutil.is_temp_name(mine) and not fsutil.temp_writer_gone(mine)  # this process
+    child = subprocess.Popen(["true"])
+    child.wait()
+    stem, tag = mine[: -len(fsutil.TEMP_SUFFIX)].rsplit(".", 1)
+    host = tag.split("-")[1]
+    assert fsutil.temp_writer_gone(f"{stem}.{child.pid}-{host}{fsutil.TEMP_SUFFIX}")
+    other_host = "0000" if host != "0000" else "0001"
+    assert not fsutil.temp_writer_gone(f"{stem}.{child.pid}-{other_host}{fsutil.TEMP_SUFFIX}")
+    assert not fsutil.temp_writer_gone(".a.jpg.0123abcd.photoscribe-tmp")  # older name

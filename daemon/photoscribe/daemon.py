@@ -214,9 +214,11 @@ class Daemon:
         """Unchanged since its last event: complete. Otherwise it goes back to wait."""
         try:
             stat = file_stat(item.path)
-        except OSError:
+        except FileNotFoundError:
             self.queue.done(item.path, item.seq)  # gone again: its delete event handles it
             return False
+        except OSError:  # unreadable (permission, a share gone): the pipeline records why
+            return True
         if item.same_file(stat):
             return True
         self.queue.later(item, self.config.watch.settle_seconds, stat)

@@ -59,10 +59,11 @@ sys.exit(main(sys.argv[5:]))
 N = 5
 
 
-def configure(tmp_path: Path, base_url: str | None = None) -> Path:
+def configure(tmp_path: Path, base_url: str | None = None, mode: str = "auto") -> Path:
     raw = tiny_config_dict(tmp_path, base_url or "http://127.0.0.1:9/v1")
     if base_url is None:
         raw["llm"] = {"enabled": False}
+    raw["metadata"] = {"mode": mode}
     cfg = tmp_path / f"config-{'llm' if base_url else 'nollm'}.yaml"
     cfg.write_text(yaml.safe_dump(raw), encoding="utf-8")
     return cfg
@@ -125,24 +126,26 @@ def photos(tmp_path: Path) -> dict[Path, np.ndarray]:
     return {p: pixels(p) for p in paths}
 
 
+@pytest.mark.parametrize("mode", ["auto", "sidecar"])
 def test_a_kill_between_the_rename_and_the_index_commit_adopts_not_redoes(
-    tmp_path: Path, photos: dict[Path, np.ndarray], capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, photos: dict[Path, np.ndarray], capsys: pytest.CaptureFixture[str], mode: str
 ) -> None:
-    cfg = configure(tmp_path)
+    cfg = configure(tmp_path, mode=mode)
     folder = tmp_path / "photos"
     third = folder / "p2.jpg"
+    target = third if mode == "auto" else folder / "p2.jpg.xmp"  # where the write goes
     killed_scan(tmp_path, cfg, folder, "store.save_tagged:before", 3)
     store = store_of(tmp_path)
     assert store.by_path(third) is None  # the file was replaced, the index never learned it
     store.close()
-    in_file = read_tags(third)
+    in_file = read_tags(target)
     assert in_file.get("XMP-photoscribe:ContentHash"), in_file
-    written = digest(third)
+    written = digest(target)
     assert writes(tmp_path) == {"p0.jpg": 1, "p1.jpg": 1, "p2.jpg": 1}
 
     out = scan(cfg, folder, capsys)
     assert f"{N} photos: {N - 3} tagged, 3 skipped (already done), 0 failed" in out, out
-    assert digest(third) == written  # not written again
+    assert digest(target) == written  # not written again
     assert writes(tmp_path) == {p.name: 1 for p in photos}
     store = store_of(tmp_path)
     row = store.by_path(third)

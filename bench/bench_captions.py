@@ -432,7 +432,8 @@ def run(args: argparse.Namespace, work: Path) -> None:
         "model": {"arch": args.arch, "pretrained": str(random_weights(args.arch))},
     }
     model = gguf_path(OUT)
-    with serve_llama(model, threads=2, log_path=work / "llama.log") as url:
+    with serve_llama(model, threads=2, log_path=work / "llama.log") as server:
+        url = server.url
         levels = bench_llm(url, args.rounds, args.calls)
         print_llm_table(levels, args.rounds, args.calls)
         with FakeOpenAI() as fake:

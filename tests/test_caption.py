@@ -129,14 +129,21 @@ def test_wrapped_reply_is_cleaned(make, fake_llm: FakeOpenAI) -> None:
 # -- unusable replies ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("behavior", ["echo", "empty", "wrong_language"])
+UNUSABLE = {
+    "echo": "the LLM echoed the prompt",
+    "empty": "the LLM returned an empty caption$",
+    "wrong_language": "the caption is not in the configured language",
+}
+
+
+@pytest.mark.parametrize("behavior", sorted(UNUSABLE))
 @pytest.mark.parametrize("language", ["en", "zh"])
 def test_unusable_reply_is_retried_once(
     make, fake_llm: FakeOpenAI, behavior: str, language: str
 ) -> None:
     fake_llm.set_behavior(behavior)
     captioner = make(language=language)
-    with pytest.raises(CaptionRejected):
+    with pytest.raises(CaptionRejected, match=UNUSABLE[behavior]):
         captioner.caption(KEYWORDS)
     assert len(fake_llm.requests) == 2
     assert captioner.available  # the server answered: no reason to open the circuit
@@ -149,22 +156,22 @@ def test_rejected_then_good_reply(make, fake_llm: FakeOpenAI) -> None:
 
 
 @pytest.mark.parametrize(
-    "text",
+    ("text", "why"),
     [
-        "red, circle, blue, square",  # the keyword list
-        "A" * 601 + ".",  # too long
-        "Describe the photo in one or two natural sentences.",
+        ("red, circle, blue, square", "echoed the prompt"),  # the keyword list
+        ("A" * 601 + ".", r"too long \(602 characters\)"),
+        ("Describe the photo in one or two natural sentences.", "echoed the prompt"),
     ],
 )
-def test_junk_is_rejected(make, fake_llm: FakeOpenAI, text: str) -> None:
+def test_junk_is_rejected(make, fake_llm: FakeOpenAI, text: str, why: str) -> None:
     fake_llm.set_behavior("content", text=text)
     keywords = [*KEYWORDS, Keyword("blue", 0.1), Keyword("square", 0.05)]
-    with pytest.raises(CaptionRejected):
+    with pytest.raises(CaptionRejected, match=why):
         make().caption(keywords)
 
 
 def test_no_keywords_is_rejected_without_a_request(make, fake_llm: FakeOpenAI) -> None:
-    with pytest.raises(CaptionRejected):
+    with pytest.raises(CaptionRejected, match="no keywords"):
         make().caption([])
     assert fake_llm.requests == []
 
@@ -184,7 +191,9 @@ def test_backoff_grows(make, fake_llm: FakeOpenAI, sleeps: list[float]) -> None:
     with pytest.raises(CaptionUnavailable, match="503"):
         make(retries=3).caption(KEYWORDS)
     assert len(fake_llm.requests) == 4
-    assert [round(s) for s in sleeps] != [] and sleeps[2] > sleeps[0]
+    assert len(sleeps) == 3
+    for attempt, slept in enumerate(sleeps):  # 1, 2, 4 s, each with up to -50 % jitter
+        assert 2**attempt * 0.5 <= slept <= 2**attempt, sleeps
 
 
 def test_429_honours_retry_after(make, fake_llm: FakeOpenAI, sleeps: list[float]) -> None:

@@ -22,6 +22,47 @@ def test_missing_explicit_file_is_an_error(tmp_path: Path) -> None:
         load_config(tmp_path / "nope.yaml", explicit=True)
 
 
+def test_photoscribe_config_naming_a_missing_file_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missing = tmp_path / "typo.yaml"
+    monkeypatch.setenv("PHOTOSCRIBE_CONFIG", str(missing))
+    with pytest.raises(ConfigError) as err:
+        load_config()
+    assert "$PHOTOSCRIBE_CONFIG" in str(err.value) and str(missing) in str(err.value)
+
+
+def test_photoscribe_config_naming_a_file_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "c.yaml").write_text("llm:\n  timeout: 7\n")
+    monkeypatch.setenv("PHOTOSCRIBE_CONFIG", str(tmp_path / "c.yaml"))
+    assert load_config().llm.timeout == 7.0
+
+
+def test_missing_default_file_is_all_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PHOTOSCRIBE_CONFIG", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "nothing"))
+    assert load_config() == Config()
+
+
+def test_a_section_with_every_key_commented_out_is_all_defaults(tmp_path: Path) -> None:
+    (tmp_path / "c.yaml").write_text(
+        "llm:\n  # base_url: http://nas:8000/v1\n  # model: Qwen3-1.7B\nmetadata:\n"
+        "scan:\n  skip_hidden: false\n"
+    )
+    cfg = load_config(tmp_path / "c.yaml")
+    assert cfg.llm == Config().llm and cfg.metadata == Config().metadata
+    assert cfg.scan.skip_hidden is False
+
+
+def test_a_null_value_for_a_plain_key_is_still_an_error() -> None:
+    with pytest.raises(ConfigError, match=r"config\.index_path: expected a path"):
+        config_from_dict({"index_path": None})
+
+
 @pytest.mark.parametrize(
     ("raw", "message"),
     [

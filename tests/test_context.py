@@ -108,17 +108,17 @@ def test_prompt_gets_context_and_scored_keywords() -> None:
 
 
 @pytest.mark.parametrize(
-    "llm",
+    ("llm", "message"),
     [
-        {"context": ["date", "gps"]},
-        {"user_prompt": "no placeholder"},
-        {"user_prompt": "{keywords} and {unknown}"},
+        ({"context": ["date", "gps"]}, r"llm\.context may list only: date, time_of_day"),
+        ({"user_prompt": "no placeholder"}, r"llm\.user_prompt must contain \{keywords\}"),
+        ({"user_prompt": "{keywords} and {unknown}"}, r"llm\.user_prompt must contain"),
     ],
 )
-def test_bad_context_settings_are_config_errors(llm: dict, tmp_path: Path) -> None:
+def test_bad_context_settings_are_config_errors(llm: dict, message: str, tmp_path: Path) -> None:
     raw = tiny_config_dict(tmp_path)
     raw["llm"].update(llm)
-    with pytest.raises(ConfigError, match="llm\\."):
+    with pytest.raises(ConfigError, match=message):
         config_from_dict(raw)
 
 
@@ -138,7 +138,7 @@ def scan_and_prompts(tmp_path: Path, fake_llm, llm: dict) -> list[str]:
 
 def test_by_default_only_keywords_reach_the_llm(tmp_path: Path, fake_llm) -> None:
     prompts = scan_and_prompts(tmp_path, fake_llm, {})
-    assert prompts
+    assert len(prompts) == 1  # one photo, one caption request
     for text in prompts:
         for private in ("2019", "Canon", "Lisbon", "Alfama", "summer", "38"):
             assert private not in text

@@ -3,11 +3,15 @@ real metadata writes, the tiny trained CLIP and a fake OpenAI server over HTTP."
 
 from __future__ import annotations
 
+import ctypes
+import dataclasses
 import errno
 import json
 import logging
 import os
 import shutil
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -18,6 +22,7 @@ from photoscribe.cli import main
 from photoscribe.errors import ConfigError
 from photoscribe.records import State
 from photoscribe.store import open_store
+from photoscribe.store.queue import read_state
 
 from fixtures.daemon import running_daemon, wait_until, write_photo
 from fixtures.exiftool import read_tags
@@ -50,6 +55,17 @@ def rows(daemon) -> dict[Path, object]:
     return {r.path: r for r in daemon.store.rows_under(daemon.watcher.roots[0])}
 
 
+def idle(daemon) -> bool:
+    """Nothing queued, in progress or being scanned."""
+    return not daemon.catching_up and daemon.queue.depth() == 0 and not daemon._busy()
+
+
+def looked_at(daemon, skipped: int):
+    """The events of our own writes came back, were looked at and skipped (each write
+    leaves the photo as the index knows it), and nothing else is pending."""
+    return lambda: daemon.activity.totals["skipped"] >= skipped and idle(daemon)
+
+
 def test_new_photos_are_tagged_written_and_indexed(make_config, photos: Path, fake_llm) -> None:
     config = watch_config(make_config, photos, fake_llm.base_url)
     with running_daemon(config) as daemon:
@@ -74,10 +90,10 @@ def test_new_photos_are_tagged_written_and_indexed(make_config, photos: Path, fa
 def test_own_writes_do_not_retrigger_but_a_pixel_edit_does(make_config, photos: Path) -> None:
     config = watch_config(make_config, photos)
     with running_daemon(config) as daemon:
+        wait_until(lambda: idle(daemon), what="the start-up scan")
         path = write_photo(photos / "a.jpg", 1)
         wait_until(lambda: daemon.activity.totals["tagged"] == 1, what="tagged once")
-        time.sleep(1.5)  # our own rename produced events; they must settle into nothing
-        wait_until(lambda: daemon.queue.depth() == 0, what="empty queue")
+        wait_until(looked_at(daemon, 1), what="our own write's events looked at")
         assert daemon.activity.totals["tagged"] == 1
         first = rows(daemon)[path]
 
@@ -85,7 +101,7 @@ def test_own_writes_do_not_retrigger_but_a_pixel_edit_does(make_config, photos: 
         wait_until(lambda: daemon.activity.totals["tagged"] == 2, what="re-tagged after edit")
         second = rows(daemon)[path]
         assert second.id == first.id and second.content_hash != first.content_hash
-        time.sleep(1.5)
+        wait_until(looked_at(daemon, 2), what="the second write's events looked at")
         assert daemon.activity.totals["tagged"] == 2
 
 
@@ -101,7 +117,7 @@ def test_a_file_written_slowly_is_read_once_complete(make_config, photos: Path) 
                 out.flush()
                 time.sleep(0.25)
         wait_until(lambda: daemon.activity.totals["tagged"] == 1, what="tagged")
-        time.sleep(1.0)
+        wait_until(looked_at(daemon, 1), what="our own write's events looked at")
     assert daemon.activity.totals["failed"] == 0
     assert daemon.activity.totals["tagged"] == 1
 
@@ -116,8 +132,7 @@ def test_500_files_dropped_at_once_are_each_processed_once(make_config, photos: 
         for i in range(500, 520):  # and single files at the same time
             write_photo(photos / f"single_{i}.jpg", i, size=(64, 64))
         wait_until(lambda: daemon.activity.totals["tagged"] >= 520, 180, "520 tagged")
-        wait_until(lambda: daemon.queue.depth() == 0, what="empty queue")
-        time.sleep(1.0)
+        wait_until(looked_at(daemon, 520), 120, "every photo's own write looked at")
         assert daemon.activity.totals["tagged"] == 520
         assert daemon.activity.totals["failed"] == 0
         assert len(rows(daemon)) == 520
@@ -231,7 +246,7 @@ def test_status_reads_the_running_daemon(make_config, photos: Path, capsys) -> N
     with running_daemon(config) as daemon:
         write_photo(photos / "s.jpg", 1)
         wait_until(lambda: daemon.activity.totals["tagged"] == 1, what="tagged")
-        time.sleep(2.2)  # the state is published every 2 s
+        wait_until(lambda: published(daemon).get("tagged") == 1, what="state published")
         capsys.readouterr()
         assert main(["--config", str(cfg_file), "status", "--json"]) == 0
         status = json.loads(capsys.readouterr().out)
@@ -252,37 +267,77 @@ def test_missing_folder_and_nothing_to_watch_are_clear_errors(make_config, tmp_p
         pass
 
 
-def test_inotify_limit_names_the_sysctl(make_config, photos: Path, monkeypatch) -> None:
-    # The real limit is machine-wide; lowering it here would break other processes.
-    from watchdog.observers import Observer
+def test_inotify_limit_names_the_folder_that_hit_it(
+    make_config, photos: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """The real limit is machine-wide (lowering it would break other processes), so the
+    kernel's answer is injected where watchdog asks it: inotify_add_watch fails with
+    ENOSPC for the second folder, as when the first used up the watches."""
+    from watchdog.observers import inotify_c
 
-    def full(*args, **kwargs):
-        raise OSError(errno.ENOSPC, "inotify watch limit reached")
+    second = tmp_path / "second"
+    (second / "2024").mkdir(parents=True)
+    real_add_watch = inotify_c.inotify_add_watch
 
-    monkeypatch.setattr(Observer, "schedule", full)
-    limited = watch_config(make_config, photos)
-    with (
-        pytest.raises(ConfigError, match=r"fs\.inotify\.max_user_watches") as info,
-        running_daemon(limited),
-    ):
-        pass
-    assert "sysctl" in str(info.value) and "poll_folders" in str(info.value)
+    def add_watch(fd: int, path: bytes, mask: int) -> int:
+        if Path(os.fsdecode(path)).is_relative_to(second):
+            ctypes.set_errno(errno.ENOSPC)
+            return -1
+        return real_add_watch(fd, path, mask)
 
-
-def test_lost_inotify_events_trigger_a_rescan(make_config, photos: Path) -> None:
+    monkeypatch.setattr(inotify_c, "inotify_add_watch", add_watch)
     config = watch_config(make_config, photos)
-    with running_daemon(config) as daemon:
+    config = dataclasses.replace(
+        config, watch=dataclasses.replace(config.watch, folders=(photos, second))
+    )
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    try:
+        code = main(["--config", str(write_yaml(config, tmp_path)), "run"])
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    message = capsys.readouterr().err
+    assert code == 2
+    assert f"cannot watch {second}: the inotify watch limit is reached" in message
+    assert f"cannot watch {photos}" not in message
+    assert "echo fs.inotify.max_user_watches=524288 | sudo tee" in message
+    assert "sudo sysctl --system" in message and "watch.poll_folders" in message
+
+
+def test_lost_inotify_events_trigger_a_rescan(make_config, photos: Path, caplog) -> None:
+    """A real IN_Q_OVERFLOW: watchdog's reader is held while more events than the
+    kernel queues for one inotify instance (fs.inotify.max_queued_events) pile up; the
+    next photo's events are dropped by the kernel, only the rescan can find it."""
+    from watchdog.observers.inotify_c import InotifyFD
+
+    limit = int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())
+    noise = photos / "noise"
+    noise.mkdir()
+    config = watch_config(make_config, photos)
+
+    def readers() -> set[InotifyFD]:  # one reader thread per inotify observer
+        return {t for t in threading.enumerate() if isinstance(t, InotifyFD)}
+
+    earlier = readers()
+    with running_daemon(config) as daemon, caplog.at_level(logging.WARNING):
         wait_until(lambda: not daemon.catching_up, what="the start-up scan")
-        daemon.watcher.stop()  # events for the next photo are "lost"
-        write_photo(photos / "unseen.jpg", 3)
-        daemon.watcher.start()
-        time.sleep(1.0)
-        assert daemon.activity.totals["tagged"] == 0
-        # what watchdog logs on IN_Q_OVERFLOW (it tells event handlers nothing)
-        logging.getLogger("watchdog.observers.inotify_c").warning(
-            "Inotify queue overflowed; filesystem events were lost"
-        )
+        (reader,) = readers() - earlier
+        # Held, its lock stops the daemon's reader before its next read: the one way to
+        # pause it (max_queued_events itself is machine-wide).
+        with reader._lock:
+            for i in range(limit):  # 2 events each (create, close), more than the limit
+                (noise / f"n{i:05d}.txt").touch()
+            write_photo(photos / "unseen.jpg", 3)
         wait_until(lambda: daemon.activity.totals["tagged"] == 1, what="rescan found it")
+    lost = [r.getMessage() for r in caplog.records if r.name.startswith("watchdog")]
+    assert "Inotify queue overflowed; filesystem events were lost" in lost
+    assert any("file events were lost" in r.getMessage() for r in caplog.records)
+
+
+def published(daemon) -> dict:
+    """The totals the daemon last published for `photoscribe status`."""
+    state = read_state(daemon.store, "daemon")
+    return state[0]["totals"] if state else {}
 
 
 def write_yaml(config, folder: Path) -> Path:
@@ -310,5 +365,6 @@ def test_temp_files_of_our_writes_are_not_photos(make_config, photos: Path) -> N
         Image.new("RGB", (32, 32)).save(photos / ".a.jpg.0f0f0f0f.photoscribe-tmp", "JPEG")
         write_photo(photos / "real.jpg", 2)
         wait_until(lambda: daemon.activity.totals["tagged"] == 1, what="tagged")
-        time.sleep(0.8)
+        # the temporary file's events came first (one observer thread, in order)
+        wait_until(looked_at(daemon, 1), what="our own write's events looked at")
         assert set(rows(daemon)) == {photos / "real.jpg"}

@@ -179,7 +179,7 @@ def test_a_kill_while_the_temp_file_is_written_leaves_no_temp_file(
 ) -> None:
     cfg = configure(tmp_path)
     folder = tmp_path / "photos"
-    killed_scan(tmp_path, cfg, folder, "fsutil._write_all:after", 2)
+    killed_scan(tmp_path, cfg, folder, "fsutil.write_all:after", 2)
     left = [p.name for p in folder.iterdir() if is_temp_name(p.name)]
     assert len(left) == 1, left  # the killed write's copy, fsync'ed or not
 

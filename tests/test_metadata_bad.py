@@ -4,10 +4,7 @@ the file and the reason, and a refused file stays byte-identical with no temp fi
 from __future__ import annotations
 
 import io
-import json
 import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -154,56 +151,23 @@ def test_a_wrong_extension_is_written_by_content(
     path = put(tmp_path, name, encoded(fmt))
     try_write(path)
     t = read_tags(path)
-    assert t["File:FileType"] == file_type and t["XMP-dc:Subject"] in ("dog", ["dog"])
+    assert (t["File:FileType"], t["XMP-dc:Subject"]) == (file_type, ["dog"])
     assert bool([k for k in t if k.startswith("IPTC:")]) == (fmt == "jpeg")
     assert sorted(os.listdir(tmp_path)) == [name]
 
 
-BIG_TIFF_SCRIPT = """
-import json, sys, time
-from pathlib import Path
-from photoscribe.contenthash import content_hash
-from photoscribe.metadata import write_annotation
-from photoscribe.records import Annotation
-path = Path(sys.argv[1])
-start = time.perf_counter()
-digest = content_hash(path.read_bytes())
-outcome = write_annotation(path, Annotation(("dog",), "A dog", "m", digest), expected_hash=digest)
-print(json.dumps({
-    "changed": outcome.changed,
-    "seconds": time.perf_counter() - start,
-    # VmHWM: this process's own peak; ru_maxrss would include the forking parent's size
-    "peak_mb": next(
-        int(line.split()[1]) / 1024
-        for line in open("/proc/self/status")
-        if line.startswith("VmHWM:")
-    ),
-}))
-"""
-
-
 @pytest.mark.slow
-def test_a_100_mb_tiff_is_written_in_bounded_time_and_memory(tmp_path: Path) -> None:
-    """Measured here: ~1.5 s and ~570 MB peak (the file, exiv2's copy, the new file and the
-    decoded pixels that prove the image is unchanged)."""
+def test_a_100_mb_tiff_is_written_and_its_pixels_untouched(tmp_path: Path) -> None:
+    """Its time and memory: bench/bench_bad_inputs.py."""
     path = tmp_path / "big.tif"
     pixels = np.random.default_rng(0).integers(0, 256, (5800, 5800, 3), dtype=np.uint8)
     Image.fromarray(pixels).save(path)
     del pixels
-    size_mb = path.stat().st_size / 2**20
-    assert size_mb > 95
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "daemon")}
-    run = subprocess.run(
-        [sys.executable, "-c", BIG_TIFF_SCRIPT, str(path)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=True,
-    )
-    result = json.loads(run.stdout)
-    assert result["changed"]
-    assert result["seconds"] < 30
-    assert result["peak_mb"] < 8 * size_mb
-    assert read_tags(path)["XMP-dc:Description"] == "A dog"
+    assert path.stat().st_size > 95 * 2**20
+    digest = content_hash(path.read_bytes())
+    ann = Annotation(("dog",), "A dog", "m", digest)
+    assert write_annotation(path, ann, expected_hash=digest).changed
+    t = read_tags(path)
+    assert (t["XMP-dc:Description"], t["XMP-dc:Subject"]) == ("A dog", ["dog"])
+    assert content_hash(path.read_bytes()) == digest  # the same pixels
     assert leftovers(tmp_path) == []

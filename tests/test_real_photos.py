@@ -7,14 +7,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import skimage.data as skimage_data  # a test dependency (pyproject.toml [test]): no skip
 import yaml
 from PIL import Image
 
 from photoscribe.cli import main
 
-from conftest import tiny_config_dict
-
-skimage_data = pytest.importorskip("skimage.data", reason="scikit-image is a test dependency")
+from conftest import TINY_CLIP, tiny_config_dict
+from fakes.openai_server import english_caption
 
 REAL = ["astronaut", "chelsea", "coffee", "rocket", "camera", "hubble_deep_field"]
 
@@ -37,18 +37,36 @@ def test_real_photos_get_description_and_keywords(
     config.write_text(yaml.safe_dump(tiny_config_dict(tmp_path, fake_llm.base_url)))
     assert main(["-c", str(config), "scan", str(real_photos)]) == 0
     out = capsys.readouterr().out
-    assert f"{len(REAL)} tagged" in out
+    assert f"{len(REAL)} photos: {len(REAL)} tagged, 0 skipped (already done), 0 failed" in out
     result = subprocess.run(
         ["exiftool", "-j", "-G1", "-XMP-dc:Description", "-XMP-dc:Subject", str(real_photos)],
         capture_output=True,
         text=True,
         check=True,
     )
-    rows = json.loads(result.stdout)
-    assert len(rows) == len(REAL)
-    for row in rows:
-        assert row["XMP-dc:Description"], row
-        assert row["XMP-dc:Subject"], row
-    caption_word = rows[0]["XMP-dc:Description"].split()[-1].strip(".")
-    assert main(["-c", str(config), "search", caption_word, "--text-only", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)
+    rows = {Path(row["SourceFile"]).name: row for row in json.loads(result.stdout)}
+    names = {path.name for path in real_photos.iterdir()}
+    assert set(rows) == names
+    labels = (TINY_CLIP / "labels.txt").read_text().split()
+    subjects = {name: as_list(row["XMP-dc:Subject"]) for name, row in rows.items()}
+    for name, row in rows.items():
+        assert subjects[name] and set(subjects[name]) <= set(labels), (name, subjects[name])
+        # the fake LLM's caption names the keywords photoscribe sent it
+        assert row["XMP-dc:Description"] == english_caption(subjects[name]), name
+    # every label of the vocabulary (fixed before the scan) finds exactly the photos whose
+    # metadata carries it: the index agrees with what was written into the files
+    for label in labels:
+        expected = {name for name, words in subjects.items() if label in words}
+        assert search_names(config, label, capsys) == expected, label
+    assert search_names(config, "zebra", capsys) == set()
+
+
+def search_names(config: Path, text: str, capsys: pytest.CaptureFixture[str]) -> set[str]:
+    assert main(["-c", str(config), "search", text, "--text-only", "--json"]) == 0
+    return {Path(hit["path"]).name for hit in json.loads(capsys.readouterr().out)}
+
+
+def as_list(value: object) -> list[str]:
+    if value is None:
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else [str(value)]

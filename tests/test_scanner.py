@@ -36,14 +36,15 @@ def test_missing_root_is_an_error(tmp_path: Path) -> None:
         find_photos([tmp_path / "nope"], ScanConfig())
 
 
-def test_stale_temp_files_are_removed_fresh_ones_kept(tmp_path: Path) -> None:
+def test_leftover_temp_files_are_removed_whatever_their_age(tmp_path: Path) -> None:
     stale = touch(tmp_path / ".a.jpg.1234abcd.photoscribe-tmp")
-    fresh = touch(tmp_path / ".b.jpg.5678abcd.photoscribe-tmp")
+    fresh = touch(tmp_path / "sub" / ".b.jpg.5678abcd.photoscribe-tmp")
+    other = touch(tmp_path / ".b.jpg.5678abcd.tmp")  # not photoscribe's
     old = time.time() - 7200
     os.utime(stale, (old, old))
     assert find_photos([tmp_path], ScanConfig()) == []
-    assert not stale.exists()
-    assert fresh.exists()
+    assert not stale.exists() and not fresh.exists()
+    assert other.exists()
 
 
 def test_include_and_exclude_globs(tmp_path: Path) -> None:

@@ -55,3 +55,24 @@ def test_cjk_text_matches_substrings(tmp_path: Path) -> None:
     store.save_tagged(Path("/p/a.jpg"), STAT, "h", Tagging(kws, b"", "m"), "一只猫坐在沙发上。")
     assert [h.path.name for h in search(store, "沙发", limit=5)] == ["a.jpg"]
     assert search(store, "汽车", limit=5) == []
+
+
+def test_all_words_first_then_any_word_in_rank_order(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "i.db")
+    captions = {
+        "both.jpg": "A red barn at dusk.",
+        "barn.jpg": "An old barn.",
+        "red.jpg": "A red red red car.",
+        "none.jpg": "A quiet lake.",
+    }
+    for name, caption in captions.items():
+        store.save_tagged(Path(f"/p/{name}"), STAT, name, Tagging((), b"", "m"), caption)
+
+    def names(text: str) -> list[str]:
+        return [h.path.name for h in search(store, text, limit=10)]
+
+    assert names("red barn") == ["both.jpg"]  # every word: only the one with both
+    # no photo has both words: any word, best bm25 first (three "red"s beat one "barn")
+    assert names("red lighthouse") == ["red.jpg", "both.jpg"]
+    assert names("barn lighthouse") == ["barn.jpg", "both.jpg"]  # the shorter caption first
+    assert names("lighthouse") == []

@@ -92,7 +92,7 @@ def test_retagging_updates_the_full_text_index(tmp_path: Path) -> None:
     store.save_tagged(Path("/p/a.jpg"), STAT, "h1", tagging("cat"), "a cat")
     store.save_tagged(Path("/p/a.jpg"), STAT, "h1", tagging("dog"), "a dog")
     assert store.full_text('"cat"', 10) == []
-    assert len(store.full_text('"dog"', 10)) == 1
+    assert store.full_text('"dog"', 10) == [store.by_path(Path("/p/a.jpg")).id]
 
 
 def test_failure_then_success_clears_the_error(tmp_path: Path) -> None:

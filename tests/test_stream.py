@@ -9,7 +9,7 @@ from photoscribe.caption import Captioner
 from photoscribe.caption.client import VisibleText
 from photoscribe.cli import main
 from photoscribe.config import LLMConfig
-from photoscribe.errors import CaptionUnavailable
+from photoscribe.errors import CaptionRejected, CaptionUnavailable
 from photoscribe.records import Keyword
 
 from conftest import tiny_config_dict
@@ -102,6 +102,32 @@ def test_stream_from_a_real_http_server(fake_llm, behavior: str) -> None:
 def test_stream_from_a_server_that_is_down(fake_llm) -> None:
     captioner = Captioner(LLMConfig(base_url=fake_llm.base_url, timeout=2), "x")
     with fake_llm.down(), pytest.raises(CaptionUnavailable, match="cannot reach"):
+        captioner.stream(KEYWORDS, print)
+
+
+@pytest.mark.parametrize("mode", ["hang_up", "stall"])
+def test_a_stream_cut_off_before_its_end_is_no_caption(fake_llm, mode: str) -> None:
+    """The server hangs up (or goes silent and then hangs up) before llm.timeout: the
+    fragment it sent ("A ph") is no caption."""
+    fake_llm.set_behavior(mode, delay=0.3)
+    shown: list[str] = []
+    captioner = Captioner(LLMConfig(base_url=fake_llm.base_url, timeout=5), "x")
+    with pytest.raises(CaptionUnavailable, match="ended the answer before finishing it"):
+        captioner.stream(KEYWORDS, shown.append)
+    assert "".join(shown) == "A ph"
+
+
+def test_a_stream_with_a_broken_event_is_a_caption_error(fake_llm) -> None:
+    fake_llm.set_behavior("truncated")
+    captioner = Captioner(LLMConfig(base_url=fake_llm.base_url, timeout=5), "x")
+    with pytest.raises(CaptionUnavailable, match="cut off or not JSON"):
+        captioner.stream(KEYWORDS, print)
+
+
+def test_a_stream_cut_at_max_tokens_is_rejected(fake_llm) -> None:
+    fake_llm.set_behavior("length", chars=12)
+    captioner = Captioner(LLMConfig(base_url=fake_llm.base_url, max_tokens=9), "x")
+    with pytest.raises(CaptionRejected, match=r"cut off at llm\.max_tokens \(9\)"):
         captioner.stream(KEYWORDS, print)
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import photoscribe
 from photoscribe.config import TaggingConfig
 from photoscribe.errors import ConfigError, DecodeError
 from photoscribe.service import build_tagger
@@ -29,7 +30,7 @@ def test_draft_mode_decodes_big_jpegs_small_but_big_enough() -> None:
     data = jpeg_bytes(Image.new("RGB", (4000, 3000), "red"))
     img = decode(data, 224)
     assert img.mode == "RGB"
-    assert 224 <= min(img.size) < 3000
+    assert img.size == (500, 375)  # JPEG draft at 1/8: the smallest scale still >= 224
 
 
 def test_exif_orientation_is_applied() -> None:
@@ -37,7 +38,7 @@ def test_exif_orientation_is_applied() -> None:
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90° clockwise to display
     out = decode(jpeg_bytes(img, exif=exif.tobytes()), 64)
-    assert out.size[0] < out.size[1]
+    assert out.size == (100, 200)  # drafted to 200×100, then turned upright
 
 
 def test_transparent_and_16_bit_images_become_rgb() -> None:
@@ -70,7 +71,10 @@ def test_vocabulary_file_extra_labels_and_dedupe(tmp_path: Path) -> None:
     f.write_text("Cat\ndog\n")
     cfg = TaggingConfig(labels_file=f, extra_labels=("cat", "bird"))
     assert load_vocabulary(cfg) == ["Cat", "dog", "bird"]
-    assert len(load_vocabulary(TaggingConfig())) > 200
+    packaged = Path(photoscribe.__file__).parent / "data" / "labels.txt"
+    default = load_vocabulary(TaggingConfig())
+    assert default == read_label_lines(packaged.read_text(encoding="utf-8"))
+    assert len(default) == len({label.casefold() for label in default}) > 200
     with pytest.raises(ConfigError, match="cannot read"):
         load_vocabulary(TaggingConfig(labels_file=tmp_path / "missing.txt"))
 

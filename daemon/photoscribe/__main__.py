@@ -1,3 +1,3 @@
-from photoscribe.cli import main
+from photoscribe.cli import entry
 
-raise SystemExit(main())
+entry()

@@ -33,16 +33,21 @@ def changes(
     scan: ScanConfig,
     model_id: str,
     stop: threading.Event | None = None,
+    *,
+    within: Iterable[Path] | None = None,
 ) -> tuple[list[Item], list[Item]]:
     """(photos to process, photos gone) under ``roots``; ``stop`` ends it early (SIGTERM),
-    with what was found so far (the next start scans again)."""
+    with what was found so far (the next start scans again). ``within``: the watched
+    folders, which a followed symbolic link may point into (default: ``roots``)."""
+    roots = list(roots)
+    within = roots if within is None else list(within)
     todo: list[Item] = []
     gone: list[Item] = []
     for root in roots:
         if stop is not None and stop.is_set():
             break
         rows = {r.path: r for r in store.rows_under(root)} if root.is_dir() else {}
-        found = _new_or_changed(root, rows, scan, model_id, stop)
+        found = _new_or_changed(root, rows, scan, model_id, stop, within)
         todo.extend(found)
         if stop is None or not stop.is_set():  # stopping: the rest waits for the next start
             gone.extend((p, GONE, None) for p in rows if not os.path.lexists(p))
@@ -55,9 +60,10 @@ def _new_or_changed(
     scan: ScanConfig,
     model_id: str,
     stop: threading.Event | None,
+    within: list[Path],
 ) -> list[Item]:
     try:
-        paths = find_photos([root], scan, stop)
+        paths = find_photos([root], scan, stop, within=within)
     except ConfigError as exc:  # the folder went away
         log.warning("cannot scan %s: %s", display(root), exc)
         return []

@@ -146,8 +146,7 @@ def print_summary(s: Summary, out: TextIO | None = None) -> None:
     total = s.tagged + s.skipped + s.failed
     out.write(
         f"{total} photos: {s.tagged} tagged, {s.skipped} skipped (already done), "
-        f"{s.failed} failed; {s.captioned} captions written, "
-        f"{s.waiting} waiting for the LLM\n"
+        f"{s.failed} failed; {caption_counts(s, 'waiting for the LLM')}\n"
     )
     if s.failed:
         out.write(f"  {_failed_kinds(s.failed, s.transient)}\n")
@@ -156,8 +155,33 @@ def print_summary(s: Summary, out: TextIO | None = None) -> None:
         out.write(f"  failed: {display(path)}: {reason}{again}\n")
     if len(s.failures) > MAX_FAILURES_SHOWN:
         out.write(f"  … and {len(s.failures) - MAX_FAILURES_SHOWN} more (photoscribe status)\n")
-    if s.waiting:
-        out.write("  captions will be added by the next `photoscribe scan` once the LLM answers\n")
+    for line in caption_outlook(s, "the next `photoscribe scan`"):
+        out.write(f"  {line}\n")
+
+
+def caption_counts(s: Summary, waiting: str) -> str:
+    if s.captions_off and not s.captioned:
+        return f"captions off ({s.captions_off})"
+    return f"{s.captioned} captions written, {s.waiting} {waiting}"
+
+
+def caption_outlook(s: Summary, next_run: str) -> list[str]:
+    """What becomes of the photos still waiting for a caption, and what to do about it."""
+    if not s.waiting or s.captions_off:
+        return []
+    rejected = s.rejections()
+    lines = []
+    if rejected:
+        reason, _ = rejected.most_common(1)[0]
+        n = rejected.total()
+        lines.append(
+            f"the LLM answered, but its captions for {n} photo{'s' * (n != 1)} were rejected: "
+            f"{reason}; see one reply with `photoscribe doctor`, then fix llm.model, "
+            "llm.language or the prompts and run `photoscribe caption --retry-pending`"
+        )
+    if s.waiting > rejected.total():
+        lines.append(f"captions will be added by {next_run} once the LLM answers")
+    return lines
 
 
 def _failed_kinds(failed: int, transient: int) -> str:
@@ -199,6 +223,7 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
     store = open_store(config.index_path, readonly=True)
     counts = store.counts()
     failures = store.last_failures(10)
+    problems = caption_problems(store)
     daemon = daemon_status(store)
     if args.json:
         json.dump(
@@ -209,8 +234,10 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
                 "daemon": daemon,
                 "failures": store.failure_counts(),
                 "last_failures": [
-                    {"path": str(r.path), "reason": r.error, "kind": r.failure} for r in failures
+                    {"path": display(r.path), "reason": r.error, "kind": r.failure}
+                    for r in failures
                 ],
+                "caption_problems": [{"reason": r, "photos": n} for r, n in problems],
             },
             sys.stdout,
             ensure_ascii=False,
@@ -221,6 +248,10 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
     print(f"index: {config.index_path}")
     print(f"  done (keywords + caption): {counts[State.DONE]}")
     print(f"  keywords, waiting for a caption: {counts[State.NEEDS_CAPTION]}")
+    for reason, photos in problems:
+        kind, sep, why = reason.partition(": ")
+        kind = kind.removeprefix("caption ")
+        print(f"    {photos} {kind}: {why}" if sep else f"    {photos}: {reason}")
     kinds = store.failure_counts()
     print(
         f"  failed: {counts[State.FAILED]} ({kinds[TRANSIENT]} to be tried again: disk, "
@@ -235,6 +266,16 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
         print(f"    {display(row.path)}: {row.error}{again}")
     print(describe_daemon(daemon))
     return 0
+
+
+def caption_problems(store, limit: int = 3) -> list[tuple[str, int]]:
+    """The commonest reasons, recorded in the index, why photos still wait for a caption."""
+    rows = store.query(
+        "SELECT error, count(*) AS n FROM photos WHERE state = ? AND error IS NOT NULL "
+        "GROUP BY error ORDER BY n DESC, error LIMIT ?",
+        (State.NEEDS_CAPTION.value, limit),
+    )
+    return [(row["error"], row["n"]) for row in rows]
 
 
 def daemon_status(store) -> dict | None:
@@ -280,12 +321,17 @@ def cmd_caption(config: Config, args: argparse.Namespace) -> int:
     from photoscribe.service import retry_captions
 
     summary = retry_captions(config, args.paths, progress=Progress())
-    print(
-        f"{summary.captioned} captions written, {summary.failed} failed, "
-        f"{summary.waiting} still waiting for the LLM"
-    )
+    if summary.captions_off:
+        print(f"0 captions written, {summary.failed} failed; captions off ({summary.captions_off})")
+    else:
+        print(
+            f"{summary.captioned} captions written, {summary.failed} failed, "
+            f"{summary.waiting} still waiting for the LLM"
+        )
     for path, reason in summary.failures[:MAX_FAILURES_SHOWN]:
         print(f"  failed: {display(path)}: {reason}")
+    for line in caption_outlook(summary, "`photoscribe caption --retry-pending`"):
+        print(f"  {line}")
     return 1 if summary.failed else 0
 
 
@@ -385,3 +431,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("photoscribe: interrupted", file=sys.stderr)
         return 130
+
+
+def entry() -> None:
+    """The `photoscribe` command: ``main()``, then exit with its code. After Ctrl-C the
+    writes are done, so caption requests still under way must not hold up the exit."""
+    code = main()
+    if code == 130:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    raise SystemExit(code)

@@ -19,6 +19,7 @@ import yaml
 
 from photoscribe.errors import ConfigError
 from photoscribe.formats import PHOTO_EXTENSIONS
+from photoscribe.fsutil import display
 
 ENV_CONFIG = "PHOTOSCRIBE_CONFIG"
 IMAGE_EXTENSIONS = PHOTO_EXTENSIONS  # JPEG, PNG, TIFF, WebP, HEIF/AVIF and camera RAWs
@@ -69,10 +70,10 @@ class LLMConfig:
     enabled: bool = True
     base_url: str = "http://127.0.0.1:8000/v1"
     model: str = "Qwen3-1.7B"
-    api_key: str = ""  # literal key; prefer api_key_env
+    api_key: str = field(default="", repr=False)  # literal key; prefer api_key_env
     api_key_env: str | None = None  # name of an environment variable holding the key
     api_key_file: Path | None = None  # a file holding the key (e.g. a systemd credential)
-    extra_headers: dict[str, str] = field(default_factory=dict)  # sent with every request
+    extra_headers: dict[str, str] = field(default_factory=dict, repr=False)  # on each request
     extra_body: dict[str, Any] = field(default_factory=dict)  # merged into every request body
     timeout: float = 60.0  # seconds per request
     retries: int = 2  # extra attempts on timeouts, 429 and 5xx
@@ -85,6 +86,7 @@ class LLMConfig:
     temperature: float = 0.7
     concurrency: int = 2
     cooldown: float = 60.0  # after 3 failures in a row, seconds before asking again
+    caption_wait: float = 5.0  # seconds a tagged photo waits for its caption (one write)
     # Facts from the photo's own metadata added to the prompt (privacy: none by default):
     # any of date, time_of_day, season, camera, place (a place name, never GPS coordinates).
     context: tuple[str, ...] = ()
@@ -192,17 +194,28 @@ def default_config_path() -> Path:
 
 
 def load_config(path: Path | None = None, *, explicit: bool = False) -> Config:
-    """Read and validate ``path``; a missing default file means all defaults."""
+    """Read and validate ``path``; a missing default file means all defaults.
+
+    A file named by ``explicit`` (``--config``) or by ``$PHOTOSCRIBE_CONFIG`` must exist."""
+    from_env = path is None and bool(os.environ.get(ENV_CONFIG))
     path = path or default_config_path()
     if not path.exists():
+        if from_env:
+            raise ConfigError(
+                f"${ENV_CONFIG} names the config file {path}, which does not exist; "
+                f"fix the path or unset {ENV_CONFIG} to use the default"
+            )
         if explicit:
             raise ConfigError(f"config file {path} does not exist")
         return Config()
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc}") from exc
-    return config_from_dict(raw or {}, source=str(path))
+        raise ConfigError(f"cannot read config file {display(path)}: {exc}") from exc
+    try:
+        return config_from_dict(raw or {}, source="")
+    except ConfigError as exc:  # "config file F: llm.timeout: expected float, got 'soon'"
+        raise ConfigError(f"config file {display(path)}: {exc}") from None
 
 
 def config_from_dict(raw: Any, *, source: str = "config") -> Config:
@@ -210,21 +223,28 @@ def config_from_dict(raw: Any, *, source: str = "config") -> Config:
 
 
 def _build(cls: type, raw: Any, where: str) -> Any:
+    """``where``: the section's dotted key ("" for the top level of a file)."""
     if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__}")
+        raise ConfigError(f"{where or 'the file'}: expected a mapping, got {type(raw).__name__}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - set(fields))
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; see config.example.yaml")
-    values = {name: _convert(hints[name], value, f"{where}.{name}") for name, value in raw.items()}
+        raise ConfigError(
+            f"{where or 'top level'}: unknown key(s) {', '.join(map(str, unknown))}; "
+            "see config.example.yaml"
+        )
+    values = {
+        name: _convert(hints[name], value, f"{where}.{name}" if where else name)
+        for name, value in raw.items()
+    }
     return cls(**values)
 
 
 def _convert(hint: Any, value: Any, where: str) -> Any:
     origin = typing.get_origin(hint)
-    if dataclasses.is_dataclass(hint):
-        return _build(hint, value, where)
+    if dataclasses.is_dataclass(hint):  # a section; one with every key commented out is null
+        return _build(hint, {} if value is None else value, where)
     if origin in (typing.Union, types.UnionType):
         return _convert_optional(hint, value, where)
     if origin is Literal:
@@ -295,6 +315,7 @@ def validate(config: Config) -> Config:
         (config.llm.concurrency >= 1, "llm.concurrency must be at least 1"),
         (config.llm.timeout > 0, "llm.timeout must be positive"),
         (config.llm.cooldown > 0, "llm.cooldown must be positive"),
+        (config.llm.caption_wait >= 0, "llm.caption_wait must not be negative"),
         (
             set(config.llm.context) <= set(CONTEXT_FIELDS),
             f"llm.context may list only: {', '.join(CONTEXT_FIELDS)}",

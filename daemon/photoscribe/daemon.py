@@ -4,7 +4,8 @@ Threads: watchdog's observers append file changes to an inbox; the main loop (th
 module) moves them into the persistent queue, takes due rows, runs them through the
 same pipeline as `scan` (which owns the model, the caption stage and the one writer
 thread), and does the housekeeping: catch-up scans, waiting captions, model unload,
-status and systemd watchdog pings. A queue row is deleted only once its photo is
+status and the liveness mark behind the watchdog pings (sent by liveness.Pinger's
+own thread). A queue row is deleted only once its photo is
 written and indexed, so a kill at any moment loses nothing.
 """
 
@@ -26,6 +27,7 @@ from photoscribe.backlog import fill_captions
 from photoscribe.config import Config
 from photoscribe.errors import ConfigError, PhotoscribeError
 from photoscribe.fsutil import display, file_stat, stat_or_none
+from photoscribe.liveness import Pinger
 from photoscribe.pipeline import Pipeline
 from photoscribe.records import Summary
 from photoscribe.service import (
@@ -86,6 +88,7 @@ class Daemon:
         self.reload_config = reload_config
         self.queue = WorkQueue(store)
         self.activity = Activity()
+        self.pinger = Pinger(notifier, self.activity, config.watch.stuck_minutes * 60)
         self.inbox = Inbox(controls.wake)
         self.tagger = tagger or build_tagger(config)
         self._taken: dict[Path, int] = {}  # leased queue rows: path → seq
@@ -119,6 +122,7 @@ class Daemon:
         self.watcher.start()
         self._request_scan(self.watcher.roots)
         self.notifier.ready(self._publish(force=True))
+        self.pinger.start()
         log.info("photoscribe is running (pid %d)", os.getpid())
         try:
             while not self.controls.stop.is_set():
@@ -127,6 +131,7 @@ class Daemon:
             self._shutdown()
 
     def _shutdown(self) -> None:
+        self.pinger.stop()
         self.notifier.stopping("stopping: finishing the writes in progress")
         log.info("stopping: finishing the writes in progress")
         self.watcher.stop()
@@ -292,6 +297,7 @@ class Daemon:
                 self.config.scan,
                 self.tagger.encoder.model_id,
                 self.controls.stop,
+                within=self.watcher.roots,
             )
             self.queue.add(todo, delay=self.config.watch.settle_seconds)
             self.queue.add(gone, delay=self.config.watch.settle_seconds + GONE_DELAY_S)
@@ -318,15 +324,15 @@ class Daemon:
         self._retry_failures_if_due(now)
         self._unload_if_idle(now)
         self._publish()
-        self._ping()
+        self._mark_alive()
 
     def _captions_if_due(self, now: float) -> None:
         """Fill waiting captions in the background, backing off while the LLM is down."""
         if now < self._next_captions or (self._backlog and self._backlog.is_alive()):
             return
         captions = self.pipeline.captions
-        if captions.source is None:
-            return
+        if captions.source is None or not captions.idle:
+            return  # a photo still waiting for its caption may get it yet: no second request
         with self._taken_lock:
             busy = set(self._taken)
         rows = [
@@ -396,19 +402,11 @@ class Daemon:
         with self._taken_lock:
             return bool(self._taken)
 
-    def _ping(self) -> None:
-        """systemd watchdog: only while the pipeline makes progress."""
-        busy = self._busy()
-        if not busy:
+    def _mark_alive(self) -> None:
+        """The loop runs and no photo is in progress: alive for the watchdog (the pinger
+        thread pings; with photos in progress, only finished ones count)."""
+        if not self._busy():
             self.activity.mark_progress()
-        if self.activity.stuck(busy, self.config.watch.stuck_minutes * 60):
-            log.error(
-                "no photo finished for %.0f minutes with work in progress; "
-                "withholding watchdog pings",
-                self.config.watch.stuck_minutes,
-            )
-            return
-        self.notifier.watchdog()
 
     # -- status ------------------------------------------------------------------------
     def llm_state(self) -> str:
@@ -435,8 +433,8 @@ class Daemon:
             "state": state,
             "pid": os.getpid(),
             "started_at": self.started_at,
-            "folders": [str(p) for p in self.watcher.folders],
-            "poll_folders": [str(p) for p in self.watcher.poll_folders],
+            "folders": [display(p) for p in self.watcher.folders],
+            "poll_folders": [display(p) for p in self.watcher.poll_folders],
             "queued": queued,
             "in_progress": len(self._taken),
             "photos_per_s": round(self.activity.rate(), 2),
@@ -507,6 +505,7 @@ class Daemon:
             self.config.cache_dir,
         )
         self.config = new
+        self.pinger.limit_s = new.watch.stuck_minutes * 60
         if not keep_model:
             self.tagger = build_tagger(new)
         self._caption_wait = new.watch.caption_retry_seconds

@@ -13,6 +13,7 @@ from typing import Any
 
 from photoscribe.config import Config
 from photoscribe.errors import CaptionError, ModelError, PhotoscribeError
+from photoscribe.fsutil import display
 from photoscribe.records import Keyword
 
 PROBE_KEYWORDS = (Keyword("dog", 0.6), Keyword("beach", 0.3), Keyword("sunset", 0.2))
@@ -33,10 +34,7 @@ def check_index(config: Config) -> Check:
 
     path = config.index_path
     if not path.exists():
-        writable = _nearest_existing(path.parent)
-        ok = writable is not None and _is_writable(writable)
-        detail = f"{path} does not exist yet; the first scan creates it"
-        return Check("index", ok, detail if ok else f"{detail}, but {writable} is not writable")
+        return _index_to_come(path)
     try:
         counts = open_store(path, readonly=True).counts()
     except PhotoscribeError as exc:
@@ -46,20 +44,18 @@ def check_index(config: Config) -> Check:
 
 
 def check_weights(config: Config) -> Check:
-    from photoscribe.vision.model import looks_like_path, resolve_weights
+    """What a scan decides about the weights (same function), without importing torch."""
+    from photoscribe.vision.model import ensure_downloadable, resolve_weights, unknown_arch
+    from photoscribe.vision.pretrained import arch_known, lookup_without_torch
 
-    if not looks_like_path(config.model.pretrained):
-        return Check(
-            "clip weights",
-            True,
-            f"{config.model.arch} with pretrained tag "
-            f"{config.model.pretrained!r}: downloaded on first use (needs internet once)",
-        )
     try:
-        weights = resolve_weights(config.model)
+        weights = resolve_weights(config.model)  # in the order a scan checks them
+        if not arch_known(config.model.arch, config.model.config_dir):
+            raise unknown_arch(config.model.arch)
+        source = ensure_downloadable(config.model, weights, lookup_without_torch)
     except ModelError as exc:
         return Check("clip weights", False, str(exc))
-    return Check("clip weights", True, f"{config.model.arch} from {weights.source}")
+    return Check("clip weights", True, f"{config.model.arch} from {source}")
 
 
 def check_llm(config: Config, make_captioner: Callable[[], Any]) -> list[Check]:
@@ -76,17 +72,20 @@ def check_llm(config: Config, make_captioner: Callable[[], Any]) -> list[Check]:
 
 
 def _check_models(config: Config, captioner: Any) -> Check:
+    from photoscribe.caption.secrets import public_url
+
+    url = public_url(config.llm.base_url)
     try:
         models = captioner.list_models()
     except CaptionError as exc:
         return Check("llm models", False, str(exc))
     if config.llm.model in models:
-        return Check("llm models", True, f"{config.llm.base_url} lists {config.llm.model!r}")
+        return Check("llm models", True, f"{url} lists {config.llm.model!r}")
     listed = ", ".join(models[:10]) or "none"
     return Check(
         "llm models",
         False,
-        f"{config.llm.base_url} does not list {config.llm.model!r} "
+        f"{url} does not list {config.llm.model!r} "
         f"(it lists: {listed}); set llm.model to one of them",
     )
 
@@ -110,6 +109,28 @@ def _check_completion(config: Config, captioner: Any) -> list[Check]:
 
 def run_checks(config: Config, make_captioner: Callable[[], Any]) -> list[Check]:
     return [check_index(config), check_weights(config), *check_llm(config, make_captioner)]
+
+
+def _index_to_come(path: Path) -> Check:
+    """An index that does not exist yet: can the first scan create it (and its folder)?"""
+    existing = _nearest_existing(path.parent)
+    problem = None
+    if existing is None:
+        problem = f"none of the folders above {display(path)} exists"
+    elif not existing.is_dir():
+        problem = f"{display(existing)} is not a folder"
+    elif not _is_writable(existing):
+        problem = f"{display(existing)} is not writable"
+    if problem is None:
+        return Check(
+            "index", True, f"{display(path)} does not exist yet; the first scan creates it"
+        )
+    return Check(
+        "index",
+        False,
+        f"{display(path)} does not exist yet and cannot be created: {problem}; "
+        "set index_path to a file in a folder you can write to",
+    )
 
 
 def _nearest_existing(path: Path) -> Path | None:

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
+import hashlib
 import os
 import secrets
-import socket
-import zlib
+import stat
+import time
 from pathlib import Path
 
-from photoscribe.errors import PhotoChangedError
+from photoscribe.errors import MetadataError, PhotoChangedError
 from photoscribe.records import FileStat
 
 TEMP_PREFIX = "."
 TEMP_SUFFIX = ".photoscribe-tmp"
+NAME_MAX = 255  # bytes in one file name (ext4, XFS, Btrfs, ZFS, NTFS via ntfs-3g)
+UNLOCKABLE_TEMP_SECONDS = 3600  # where locks do not work, a leftover is only this old
 
 
 def file_stat(path: Path) -> FileStat:
@@ -39,37 +44,71 @@ def is_temp_name(name: str) -> bool:
 
 
 def temp_path_for(path: Path) -> Path:
-    """A hidden temp name in the same folder, so the final rename is atomic. It names the
-    writing process (pid and host), so that a temp file left by a killed write can be told
-    from one being written."""
+    """A hidden temp name in the same folder, so the final rename is atomic. A name too
+    long for that (up to 255 bytes is allowed) gets a short hash of itself instead."""
     token = secrets.token_hex(4)
-    return path.with_name(f"{TEMP_PREFIX}{path.name}.{token}.{_writer_tag()}{TEMP_SUFFIX}")
+    name = f"{TEMP_PREFIX}{path.name}.{token}{TEMP_SUFFIX}"
+    if len(os.fsencode(name)) > NAME_MAX:
+        digest = hashlib.sha256(os.fsencode(path.name)).hexdigest()[:16]
+        name = f"{TEMP_PREFIX}{digest}.{token}{TEMP_SUFFIX}"
+    return path.with_name(name)
 
 
-def temp_writer_gone(name: str) -> bool:
-    """True when the temp file ``name`` was written by a process of this host that no
-    longer runs (a killed write: the original is intact, the copy is litter)."""
-    if not is_temp_name(name):
-        return False
-    tag = name[: -len(TEMP_SUFFIX)].rsplit(".", 1)[-1]
-    pid, _, host = tag.partition("-")
-    if host != _host_tag() or not pid.isdigit():
-        return False  # another host's (a shared folder) or an older name: age decides
+def create_temp(path: Path, mode: int = 0o600) -> tuple[int, Path]:
+    """A new temp file beside ``path``: (fd open for writing, its path).
+
+    The fd holds an exclusive ``flock`` for as long as it is open (the kernel drops it when
+    the process dies, SIGKILL included), which is how ``remove_leftover_temp`` in another
+    process tells a write in flight from a leftover. Close the fd only after the temp file
+    was renamed or unlinked."""
+    for _ in range(8):
+        tmp = temp_path_for(path)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+        try:
+            _lock(fd)
+            if os.fstat(fd).st_nlink > 0:
+                return fd, tmp
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        os.close(fd)  # a cleanup removed it between open and lock: take another name
+    raise OSError(errno.EEXIST, "no temp file could be created", str(path.parent))
+
+
+def _lock(fd: int) -> None:
     try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # alive, owned by someone else
+        fcntl.flock(fd, fcntl.LOCK_EX)  # a cleanup holds it for microseconds at most
+    except OSError as exc:
+        if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL, errno.EBADF):
+            raise  # where locks do not work, leftovers are only removed once old
+
+
+def remove_leftover_temp(path: Path) -> bool:
+    """Remove one of photoscribe's temp files unless a photoscribe process (this one or
+    another) is writing it now; True if it was removed. Safe at any time."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
         return False
-    return False
-
-
-def _writer_tag() -> str:
-    return f"{os.getpid()}-{_host_tag()}"
-
-
-def _host_tag() -> str:
-    return f"{zlib.crc32(socket.gethostname().encode()) & 0xFFFF:04x}"
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # in flight
+        except OSError:  # no locks on this file system (some FUSE, NFS without lockd)
+            if time.time() - os.fstat(fd).st_mtime < UNLOCKABLE_TEMP_SECONDS:
+                return False
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or os.lstat(path).st_ino != st.st_ino:
+            return False
+        os.unlink(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def atomic_replace(
@@ -84,28 +123,26 @@ def atomic_replace(
     modification time (some photo managers then never notice the change).
     """
     original = _check_unchanged(path, expected)  # fail before writing anything
-    tmp = temp_path_for(path)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fd, tmp = create_temp(path)
     try:
-        try:
-            _write_all(fd, data)
-            _copy_owner_and_mode(fd, original)
-            if keep_mtime:
-                os.utime(fd, ns=(original.st_atime_ns, original.st_mtime_ns))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        write_all(fd, data)
+        _copy_owner_and_mode(fd, original)
+        if keep_mtime:
+            os.utime(fd, ns=(original.st_atime_ns, original.st_mtime_ns))
+        os.fsync(fd)
         _check_unchanged(path, expected)  # again, right before the rename
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    finally:
+        os.close(fd)  # only now: the lock keeps other processes' cleanup away until here
     fsync_dir(path.parent)
     return file_stat(path)
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         written = os.write(fd, view)
@@ -122,11 +159,17 @@ def _copy_owner_and_mode(fd: int, original: os.stat_result) -> None:
 
 
 def _check_unchanged(path: Path, expected: FileStat) -> os.stat_result:
-    """The original's stat, if it is still the version we read; else PhotoChangedError."""
+    """The original's stat, if it is still the version we read; else PhotoChangedError.
+    A symbolic link is never replaced (that would put a copy where the user's link was)."""
     try:
-        st = os.stat(path)
+        st = os.lstat(path)
     except FileNotFoundError as exc:
         raise PhotoChangedError(f"{display(path)} disappeared while it was being tagged") from exc
+    if stat.S_ISLNK(st.st_mode):
+        raise MetadataError(
+            f"{display(path)} is a symbolic link, which photoscribe never replaces; "
+            "with scan.follow_symlinks: true it tags the file the link points to"
+        )
     now = FileStat(size=st.st_size, mtime_ns=st.st_mtime_ns, dev=st.st_dev, ino=st.st_ino)
     if now != expected:
         raise PhotoChangedError(

@@ -25,7 +25,7 @@ from photoscribe.fsutil import display, file_stat
 from photoscribe.progress import Progress
 from photoscribe.records import FileStat, Keyword, State, Summary, Tagging
 from photoscribe.store import PhotoRow, PhotoStore
-from photoscribe.writing import AdoptedJob, TaggedJob, Writer
+from photoscribe.writing import AdoptedJob, LateCaptionJob, TaggedJob, Writer
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +112,7 @@ class Pipeline:
     def run(self, paths: Sequence[Path]) -> Summary:
         """Process ``paths``; returns counts. Every photo ends written, skipped or failed."""
         self.progress.start(len(paths), "photos")
+        interrupted = False
         try:
             self.process(paths)
             self.captions.drain()
@@ -119,11 +120,16 @@ class Pipeline:
             self._fill_captions(paths)
             self.captions.drain()
             self._writer.flush()
+        except KeyboardInterrupt:  # Ctrl-C: finish the writes queued, wait for no caption
+            interrupted = True
+            raise
         finally:
-            self.captions.close()
+            self.captions.close(cancel=interrupted, wait=not interrupted)
             self._writer.close()
             self.progress.finish()
-        self.summary.waiting = len(self._waiting(paths))
+        waiting = self._waiting(paths)
+        self.summary.waiting = len(waiting)
+        self.summary.waiting_reasons = [r.error for r in waiting]
         return self.summary
 
     def process(self, paths: Sequence[Path]) -> None:
@@ -150,9 +156,6 @@ class Pipeline:
 
     def _needs_work(self, path: Path) -> bool:
         """Cheap decision from the file's stat and the index; no file read."""
-        if not _valid_name(path):
-            self._fail(path, None, "the file name is not valid UTF-8; rename the file")
-            return False
         try:
             stat = file_stat(path)
         except OSError as exc:
@@ -255,10 +258,21 @@ class Pipeline:
     def _caption_then_write(
         self, path: Path, digest: str, tagging: Tagging, context: str | None = None
     ) -> None:
-        def done(caption: str | None, reason: str | None) -> None:
-            self._writer.put(TaggedJob(path, digest, tagging, caption, reason))
+        """One write when the caption comes within the caption stage's wait; else the
+        keywords go ahead alone and a caption that still comes is a second write."""
+        late = threading.Event()
 
-        if not self.captions.offer(tagging.keywords, done, context):
+        def done(caption: str | None, reason: str | None) -> None:
+            if not late.is_set():
+                self._writer.put(TaggedJob(path, digest, tagging, caption, reason))
+            elif caption is not None:
+                self._writer.put(LateCaptionJob(path, digest, tagging, caption))
+
+        def keywords_first() -> None:
+            late.set()
+            self._writer.put(TaggedJob(path, digest, tagging, None))
+
+        if not self.captions.offer(tagging.keywords, done, context, on_late=keywords_first):
             self._writer.put(TaggedJob(path, digest, tagging, None))
 
     def _reuse(self, item: Known) -> None:
@@ -323,11 +337,3 @@ def _adopted_tagging(tagging: Tagging, recorded: Any) -> Tagging:
 
 def _prefer_same_path(rows: list[PhotoRow], path: Path) -> PhotoRow:
     return next((r for r in rows if r.path == path), rows[0])
-
-
-def _valid_name(path: Path) -> bool:
-    try:
-        str(path).encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True

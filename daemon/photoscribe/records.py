@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,9 @@ class WriteOutcome:
     changes: tuple[tuple[Path, dict[str, tuple[Any, Any]]], ...] = ()
 
 
+REJECTED = "caption rejected:"  # how the caption stage's reasons for rejected replies start
+
+
 @dataclass
 class Summary:
     """Counts and reasons at the end of a scan."""
@@ -77,6 +81,17 @@ class Summary:
     waiting: int = 0  # photos of this run still waiting for a caption at the end
     failures: list[tuple[Path, str]] = field(default_factory=list)
     passing: set[Path] = field(default_factory=set)  # the failed paths that count as transient
+    captions_off: str | None = None  # why no caption was asked for ("llm.enabled: false")
+    # the index's reason for each waiting photo (None: not asked, e.g. the LLM was down)
+    waiting_reasons: list[str | None] = field(default_factory=list)
+
+    def rejections(self) -> Counter[str]:
+        """Why the LLM's replies for waiting photos were rejected: reason → photos."""
+        return Counter(
+            r.removeprefix(REJECTED).strip()
+            for r in self.waiting_reasons
+            if r and r.startswith(REJECTED)
+        )
 
     def fail(self, path: Path, reason: str, *, transient: bool = False) -> None:
         self.failed += 1

@@ -2,54 +2,120 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import os
 import threading
-import time
 from collections.abc import Iterable, Iterator
 from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
 
 from photoscribe.config import ScanConfig
 from photoscribe.errors import ConfigError
-from photoscribe.fsutil import display, is_temp_name, temp_writer_gone
+from photoscribe.fsutil import display, is_temp_name, remove_leftover_temp
 
 log = logging.getLogger(__name__)
-STALE_TEMP_SECONDS = 3600
 
 
 def find_photos(
-    roots: Iterable[Path], cfg: ScanConfig, stop: threading.Event | None = None
+    roots: Iterable[Path],
+    cfg: ScanConfig,
+    stop: threading.Event | None = None,
+    *,
+    within: Iterable[Path] | None = None,
 ) -> list[Path]:
     """Every photo under ``roots`` (files or folders), sorted, without duplicates.
 
-    ``stop``: when set, the walk ends early with what it found so far."""
+    ``stop``: when set, the walk ends early with what it found so far. ``within``: the
+    folders a followed symbolic link may point into (default: ``roots``). Leftover temp
+    files of photoscribe's writes are removed on the way."""
+    roots = list(roots)
+    links = LinkPolicy(cfg.follow_symlinks, roots if within is None else within)
     found: dict[Path, None] = {}
     for root in roots:
         if not root.exists():
             raise ConfigError(f"{display(root)} does not exist")
-        for path in _walk(root.absolute(), cfg, stop):
+        for path in _walk(root.absolute(), cfg, links, stop):
             found.setdefault(path, None)
+    if links.skipped:
+        log.info("skipped %d symbolic links to files (scan.follow_symlinks is off)", links.skipped)
     return sorted(found)
 
 
-def _walk(root: Path, cfg: ScanConfig, stop: threading.Event | None = None) -> Iterator[Path]:
+class LinkPolicy:
+    """What a symbolic link becomes. ``follow`` off: nothing (skipped, like a folder link).
+    On: the file or folder it points to, if that lies inside ``roots``; a photo is then
+    named by where it really is below its root, so that a link and its target are one
+    photo (tagged once, written once: the target; the link stays a link)."""
+
+    def __init__(self, follow: bool, roots: Iterable[Path]) -> None:
+        self.follow = follow
+        self.roots = [(r.absolute(), Path(os.path.realpath(r))) for r in roots]
+        self.skipped = 0
+        self._entered: set[Path] = set()
+
+    def enter(self, folder: Path) -> Path | None:
+        """The name below a root for the photos of ``folder``; None: do not walk it (a
+        folder reached again through a link, e.g. a loop, or one outside the roots)."""
+        if not self.follow:
+            return folder  # os.walk does not enter folder links
+        real = Path(os.path.realpath(folder))
+        if real in self._entered:
+            return None
+        self._entered.add(real)
+        return self._inside(folder, real)
+
+    def photo(self, path: Path, folder: Path | None = None) -> Path | None:
+        """The photo to process for the file ``path`` in ``folder`` (as ``enter`` named
+        it; default: its parent); None for a link that is not followed."""
+        if not os.path.islink(path):
+            return (folder or path.parent) / path.name
+        if not self.follow:
+            self.skipped += 1
+            log.debug("skipped the symbolic link %s", display(path))
+            return None
+        real = Path(os.path.realpath(path))
+        if not real.is_file():
+            log.warning("skipped %s: the symbolic link is broken", display(path))
+            return None
+        return self._inside(path, real)
+
+    def _inside(self, path: Path, real: Path) -> Path | None:
+        for root, real_root in self.roots:
+            if real == real_root or real_root in real.parents:
+                return root / real.relative_to(real_root)
+        log.warning(
+            "not following the symbolic link %s: it points to %s, outside the folders "
+            "photoscribe scans",
+            display(path),
+            display(real),
+        )
+        return None
+
+
+def _walk(
+    root: Path, cfg: ScanConfig, links: LinkPolicy, stop: threading.Event | None = None
+) -> Iterator[Path]:
     if root.is_file():
-        if accepts(root, root.parent, cfg, explicit=True):
-            yield root
+        if accepts(root, root.parent, cfg, explicit=True):  # named by the user: followed
+            yield Path(os.path.realpath(root)) if root.is_symlink() else root
         return
     for folder, dirs, files in os.walk(root, followlinks=cfg.follow_symlinks, onerror=_warn):
         if stop is not None and stop.is_set():
             return
+        named = links.enter(Path(folder))
+        if named is None:
+            dirs[:] = []
+            continue
         dirs[:] = sorted(d for d in dirs if not _skipped_name(d, cfg))
         for name in sorted(files):
             path = Path(folder, name)
             if is_temp_name(name):
-                _remove_if_stale(path)
-            elif accepts(path, root, cfg):
-                yield path
+                _remove_leftover(path)
+                continue
+            photo = links.photo(path, named) if accepts(path, root, cfg) else None
+            if photo is not None and (photo == path or accepts(photo, root, cfg)):
+                yield photo  # (a link's target must be acceptable too: not in .hidden/)
 
 
 def accepts(path: Path, root: Path, cfg: ScanConfig, *, explicit: bool = False) -> bool:
@@ -90,13 +156,11 @@ def _lower_extensions(extensions: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(e.lower() for e in extensions)
 
 
-def _remove_if_stale(path: Path) -> None:
-    """A temp file of a write that was killed: the original is intact, drop the copy."""
-    with contextlib.suppress(OSError):
-        old = time.time() - path.stat().st_mtime > STALE_TEMP_SECONDS
-        if old or temp_writer_gone(path.name):
-            path.unlink()
-            log.info("removed a stale temp file %s", display(path))
+def _remove_leftover(path: Path) -> None:
+    """A temp file of a write that was killed (the original is intact): drop the copy,
+    unless a photoscribe process is writing it right now (see fsutil.create_temp)."""
+    if remove_leftover_temp(path):
+        log.info("removed a leftover temp file %s", display(path))
 
 
 def _warn(exc: OSError) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from photoscribe.fsutil import display
 from photoscribe.store import PhotoStore
 
 RRF_K = 60  # reciprocal-rank-fusion constant (the usual choice)
@@ -29,7 +30,7 @@ class Hit:
 
     def as_json(self) -> dict:
         return {
-            "path": str(self.path),
+            "path": display(self.path),  # printable even when not UTF-8
             "score": round(self.score, 6),
             "caption": self.caption,
             "keywords": list(self.keywords),

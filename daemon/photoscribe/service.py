@@ -10,7 +10,7 @@ from pathlib import Path
 from photoscribe.captioning import CaptionStage
 from photoscribe.config import Config
 from photoscribe.errors import ConfigError
-from photoscribe.fsutil import stat_or_none
+from photoscribe.fsutil import display, stat_or_none
 from photoscribe.pipeline import Pipeline
 from photoscribe.progress import Progress
 from photoscribe.records import Summary, Tagging
@@ -36,7 +36,9 @@ def build_captions(config: Config, enabled: bool = True) -> CaptionStage:
 
         source = Captioner(config.llm, config.llm_api_key())
     concurrency = config.llm.concurrency
-    return CaptionStage(source, concurrency, concurrency * CAPTION_BACKLOG_PER_SLOT)
+    return CaptionStage(
+        source, concurrency, concurrency * CAPTION_BACKLOG_PER_SLOT, config.llm.caption_wait
+    )
 
 
 def build_context_reader(config: Config):
@@ -76,7 +78,7 @@ def scan(
     ``dry_run``: tag and caption, but write nothing; ``show(file, changes)`` is told what
     would change in each file."""
     paths = find_photos(roots, config.scan)
-    log.info("found %d photos under %s", len(paths), ", ".join(map(str, roots)))
+    log.info("found %d photos under %s", len(paths), ", ".join(map(display, roots)))
     tagger = build_tagger(config)
     if paths:
         tagger.encoder.model.load()  # fail fast (missing weights) before touching anything
@@ -95,9 +97,18 @@ def scan(
             dry_run=dry_run,
             context_of=build_context_reader(config),
         )
-        return pipeline.run(paths)
+        summary = pipeline.run(paths)
     finally:
         store.close()
+    summary.captions_off = captions_off(config, captions)
+    return summary
+
+
+def captions_off(config: Config, captions: bool = True) -> str | None:
+    """Why no caption is asked for, or None when captions are on."""
+    if not config.llm.enabled:
+        return "llm.enabled: false"
+    return None if captions else "--no-caption"
 
 
 def run_search(config: Config, text: str, *, limit: int, use_clip: bool) -> list[Hit]:
@@ -128,7 +139,7 @@ def describe(config: Config, path: Path, on_text) -> tuple[Tagging, str]:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        raise ConfigError(f"cannot read {display(path)}: {exc.strerror or exc}") from exc
     tagger = build_tagger(config)
     encoder = tagger.encoder
     tagging = tagger.tag([prepare(data, encoder.preprocess(), encoder.input_size())])[0]
@@ -170,7 +181,10 @@ def retry_captions(config: Config, roots: Sequence[Path], *, progress: Progress)
             captions.close()
             writer.close()
             progress.finish()
-        summary.waiting = len(pending())
+        waiting = pending()
+        summary.waiting = len(waiting)
+        summary.waiting_reasons = [r.error for r in waiting]
+        summary.captions_off = captions_off(config)
     finally:
         store.close()
     return summary

@@ -119,15 +119,17 @@ def plan_file(
     path: Path, entries: Sequence[Mapping[str, Change]], *, sidecar: bool = False
 ) -> tuple[UndoPlan, bytes, FileStat]:
     """What undoing ``entries`` would change in the file at ``path``; its bytes and stat."""
-    from photoscribe.metadata import backend
+    from photoscribe.metadata import backend, webp
 
     stat, data = _read(path)
     with backend.opened(data, display(path), sidecar=sidecar) as photo:
-        values = photo.snapshot().values
+        tags = photo.snapshot().values
+    layout = {webp.LAYOUT_KEY: webp.vp8x(data)} if webp.is_webp(data) else {}
+    values = {**tags, **layout}
     changes = revert(values, entries)
     removed = {k for k, v in changes.items() if v is None}
     current = {k: values.get(k) for k in changes}
-    return UndoPlan(path, changes, current, empties=not set(values) - removed), data, stat
+    return UndoPlan(path, changes, current, empties=not set(tags) - removed), data, stat
 
 
 def apply_file(
@@ -135,19 +137,42 @@ def apply_file(
 ) -> FileStat | None:
     """Write ``plan`` into the file atomically; a photo's pixels must stay identical, a
     sidecar left with nothing in it is deleted (None)."""
-    from photoscribe.metadata import backend
+    from photoscribe.metadata import backend, webp
 
     where = display(plan.path)
     if sidecar and plan.empties:  # exiv2 cannot write an empty packet; the file was ours
         return _remove(plan.path, expected)
-    with backend.opened(data, where, sidecar=sidecar) as photo:
-        new = photo.rewrite(plan.changes)
+    tags = {k: v for k, v in plan.changes.items() if k != webp.LAYOUT_KEY}
+    new = data
+    if tags:
+        with backend.opened(data, where, sidecar=sidecar) as photo:
+            new = photo.rewrite(tags)
+    if webp.LAYOUT_KEY in plan.changes and plan.changes[webp.LAYOUT_KEY] is None:
+        new = webp.simple_if_possible(new)  # it was a simple WebP before photoscribe wrote
+    _check_restored(new, tags, where, sidecar=sidecar)
     if not sidecar and content_hash(new) != content_hash(data):
         raise MetadataError(f"undo would change the pixels of {where}; nothing written")
     try:
         return atomic_replace(plan.path, new, expected)
     except OSError as exc:
         raise MetadataError(f"cannot write {where}: {exc.strerror or exc}") from exc
+
+
+def _check_restored(
+    new: bytes, tags: Mapping[str, Value | None], where: str, *, sidecar: bool
+) -> None:
+    """Read ``new`` back: every tag must hold what the undo planned, or nothing is written
+    (and undo reports a failure instead of "restored")."""
+    from photoscribe.metadata import backend
+
+    with backend.opened(new, where, sidecar=sidecar) as written:
+        values = written.snapshot().values
+    wrong = sorted(k for k, v in tags.items() if not _same(k, values.get(k), v))
+    if wrong:
+        raise MetadataError(
+            f"undo could not restore {', '.join(wrong)} in {where} (exiv2 wrote other "
+            "values); the file is left as it is - please report this"
+        )
 
 
 def _remove(path: Path, expected: FileStat) -> None:

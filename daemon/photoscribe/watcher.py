@@ -18,7 +18,7 @@ from pathlib import Path
 from photoscribe.config import ScanConfig
 from photoscribe.errors import ConfigError
 from photoscribe.fsutil import display
-from photoscribe.scanner import accepts
+from photoscribe.scanner import LinkPolicy, accepts
 
 log = logging.getLogger(__name__)
 WATCHDOG_LOGGERS = ("watchdog.observers.inotify", "watchdog.observers.inotify_c")
@@ -56,10 +56,11 @@ class Inbox:
 class _Handler:
     """watchdog event handler (duck-typed: watchdog only calls ``dispatch``)."""
 
-    def __init__(self, root: Path, scan: ScanConfig, inbox: Inbox) -> None:
+    def __init__(self, root: Path, scan: ScanConfig, inbox: Inbox, links: LinkPolicy) -> None:
         self.root = root
         self.scan = scan
         self.inbox = inbox
+        self.links = links  # a link to a file: skipped, or its target inside the roots
 
     def dispatch(self, event) -> None:
         kind = event.event_type
@@ -85,8 +86,8 @@ class _Handler:
             self.inbox.put(Change("deleted", src))
 
     def _changed(self, path: Path, kind: str) -> None:
-        if accepts(path, self.root, self.scan):
-            self.inbox.put(Change(kind, path))
+        if accepts(path, self.root, self.scan) and (photo := self.links.photo(path)) is not None:
+            self.inbox.put(Change(kind, photo))
 
     def _deleted(self, path: Path) -> None:
         if accepts(path, self.root, self.scan):
@@ -146,17 +147,18 @@ class FolderWatcher:
     def _start(self, observer, folders: list[Path]) -> None:
         for folder in folders:
             _check_folder(folder)
-            handler = _Handler(folder, self.scan, self.inbox)
+        # Started first, the observer adds a folder's watches as it is scheduled, so a
+        # failure (e.g. the inotify limit) is raised for the folder that hit it.
+        observer.daemon = True
+        observer.start()
+        self._observers.append(observer)
+        links = LinkPolicy(self.scan.follow_symlinks, self.roots)
+        for folder in folders:
+            handler = _Handler(folder, self.scan, self.inbox, links)
             try:
                 observer.schedule(handler, str(folder), recursive=True, event_filter=_event_types())
             except OSError as exc:
                 raise _watch_error(folder, exc) from exc
-        observer.daemon = True
-        try:
-            observer.start()
-        except OSError as exc:
-            raise _watch_error(folders[0], exc) from exc
-        self._observers.append(observer)
         log.info("watching %s", ", ".join(display(f) for f in folders))
 
     def _overflowed(self) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from photoscribe.config import MetadataConfig
 from photoscribe.errors import NotWritableError, PhotoChangedError, PhotoError, is_transient
 from photoscribe.fsutil import display, stat_or_none
-from photoscribe.records import Annotation, FileStat, Tagging, WriteOutcome
+from photoscribe.records import Annotation, FileStat, State, Tagging, WriteOutcome
 from photoscribe.store import PhotoStore
 from photoscribe.store.journal import Journal
 
@@ -56,7 +56,18 @@ class AdoptedJob:
     caption: str | None
 
 
-Job = TaggedJob | CaptionJob | AdoptedJob
+@dataclass(frozen=True)
+class LateCaptionJob:
+    """A caption that came after its photo's wait was over: its keywords were queued
+    alone just before, so the row is found by path when the job's turn comes."""
+
+    path: Path
+    content_hash: str
+    tagging: Tagging
+    caption: str
+
+
+Job = TaggedJob | CaptionJob | LateCaptionJob | AdoptedJob
 # report(path, outcome, reason, transient=False): outcome is "tagged", "tagged+caption",
 # "captioned", "adopted" or "failed" (transient: a failure that may pass by itself)
 Report = Callable[..., None]
@@ -120,6 +131,10 @@ class Writer:
             log.info("indexed the caption the file already held: %s", display(job.path))
             self.report(job.path, "caption-adopted", None)
             return
+        if isinstance(job, LateCaptionJob):
+            job = self._resolve(job)
+            if job is None:
+                return
         note = job.note if isinstance(job, TaggedJob) else None
         try:
             stat = self._write_file(job)
@@ -156,6 +171,16 @@ class Writer:
             )
         log.info("indexed what the file already held: %s", display(job.path))
         self.report(job.path, "adopted", None)
+
+    def _resolve(self, job: LateCaptionJob) -> CaptionJob | None:
+        """The row the keyword write made; None when the photo changed, failed or went
+        meanwhile (or in a dry run): then the caption is not written."""
+        row = self.store.by_path(job.path)
+        if row is None or row.state is not State.NEEDS_CAPTION:
+            return None
+        if row.content_hash != job.content_hash:
+            return None
+        return CaptionJob(row.id, job.path, job.content_hash, job.tagging, job.caption)
 
     def _write_file(self, job: TaggedJob | CaptionJob) -> FileStat | None:
         if self.write_fn is None:

@@ -37,11 +37,20 @@ Behaviours (name, then parameters):
 - ``empty``: content ``""``.
 - ``wrong_language``: Chinese for an English request, English for a Chinese one.
 - ``content``: ``text=...``, optional ``reasoning=...``: exactly that.
-- ``truncated``: 200 OK whose JSON body is cut in half, then the connection closes.
+- ``truncated``: 200 OK whose JSON body is cut in half, then the connection closes; a
+  stream: one event, then one whose JSON is cut in half.
 - ``no_choices``: 200 OK with ``"choices": []``.
 - ``stall``: ``delay=`` seconds (5): starts the answer (a first stream chunk, or the first
   bytes of the JSON), then goes silent — a server stuck mid-generation; the client's
   timeout must end it.
+- ``hang_up``: ``delay=`` seconds (0.5): starts the answer like ``stall`` (the stream's
+  first chunk, ``"A ph"``; or the first bytes of a JSON body sent without a length), waits,
+  then closes the connection cleanly before the client's timeout: no ``finish_reason``, no
+  ``[DONE]``, half a JSON document.
+- ``html``: a 200 HTML page for every request, chat and models (a web UI where
+  ``llm.base_url`` should point at the API); only as the default (``set_behavior``).
+- ``length``: the caption cut after ``chars=`` characters (12) with ``finish_reason:
+  "length"``, as a server does when ``max_tokens`` runs out.
 
 Outages (``go_down``/``come_back``) override every behaviour while they last:
 
@@ -84,6 +93,9 @@ BEHAVIORS = frozenset(
         "truncated",
         "no_choices",
         "stall",
+        "hang_up",
+        "length",
+        "html",
     }
 )
 REASONING = "Okay, the user wants a caption. The keywords suggest the main subject; keep it short."
@@ -382,7 +394,9 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.server.fake
         if self._in_outage(chat=False):
             return
-        if self.path.rstrip("/") != "/v1/models":
+        if fake._default[0] == "html":
+            self._send_html()
+        elif self.path.rstrip("/") != "/v1/models":
             self._error(404, f"no route {self.path}")
         elif self._authorized():
             model = fake.model or DEFAULT_MODEL
@@ -417,7 +431,18 @@ class _Handler(BaseHTTPRequestHandler):
         self._error(404, f"The model `{body.get('model')}` does not exist.")
         return False
 
+    def _send_html(self) -> None:
+        data = b"<!doctype html><html><body>Chat UI</body></html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
     def _answer(self, body: dict[str, Any], name: str, params: dict[str, Any]) -> None:
+        if name == "html":
+            self._send_html()
+            return
         if name == "status":
             status = int(params.get("status", 500))
             headers = {}
@@ -432,15 +457,20 @@ class _Handler(BaseHTTPRequestHandler):
             self._broken(body, name)
             return
         content, reasoning = _reply(body, name, params)
-        if name == "stall":
-            self._stall(body, content, float(params.get("delay", 5.0)))
+        if name in ("stall", "hang_up"):
+            self._stall(body, content, float(params.get("delay", 5.0 if name == "stall" else 0.5)))
             return
+        finish = "stop"
+        if name == "length":
+            content, finish = content[: int(params.get("chars", 12))], "length"
         if body.get("stream"):
-            self._send_stream(body, content, reasoning)
+            self._send_stream(body, content, reasoning, finish)
         else:
-            self._send_json(200, _completion(body, content, reasoning))
+            self._send_json(200, _completion(body, content, reasoning, finish))
 
-    def _send_stream(self, body: dict[str, Any], content: str, reasoning: str | None) -> None:
+    def _send_stream(
+        self, body: dict[str, Any], content: str, reasoning: str | None, finish: str = "stop"
+    ) -> None:
         """Server-sent events as vLLM/llama.cpp send them: reasoning deltas, then content."""
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
@@ -449,13 +479,22 @@ class _Handler(BaseHTTPRequestHandler):
             for start in range(0, len(text), STREAM_PIECE):
                 delta = {field: text[start : start + STREAM_PIECE]}
                 self._send_event(_chunk(body, delta, None))
-        self._send_event(_chunk(body, {}, "stop"))
+        self._send_event(_chunk(body, {}, finish))
         self.wfile.write(b"data: [DONE]\n\n")
 
     def _broken(self, body: dict[str, Any], name: str) -> None:
         """200 OK with a body cut in the middle of its JSON, or with no choices at all."""
         if name == "no_choices":
             self._send_json(200, {**_completion(body, "", None), "choices": []})
+            return
+        if body.get("stream"):  # one whole event, then one cut in its JSON
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            self._send_event(_chunk(body, {"content": "A cap"}, None))
+            event = json.dumps(_chunk(body, {"content": "tion"}, None))
+            self.wfile.write(f"data: {event[: len(event) // 2]}\n\n".encode())
+            self.close_connection = True
             return
         data = json.dumps(_completion(body, "A caption that never ends", None)).encode()
         self.send_response(200)
@@ -466,7 +505,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
 
     def _stall(self, body: dict[str, Any], content: str, delay: float) -> None:
-        """Start answering, then go silent (a server stuck mid-generation)."""
+        """Start answering, then go silent (a server stuck mid-generation); the connection
+        closes after ``delay`` (HTTP/1.0 without a length: the body ends there)."""
         if not body.get("stream"):
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
@@ -504,6 +544,8 @@ def _reply(body: dict[str, Any], name: str, params: dict[str, Any]) -> tuple[str
         "normal": (caption, None),
         "slow": (caption, None),
         "stall": (caption, None),
+        "hang_up": (caption, None),
+        "length": (caption, None),
         "think_tags": (f"<think>\n{REASONING}\n</think>\n\n{caption}", None),
         "reasoning_field": (caption, REASONING),
         "reasoning_only": ("", caption),
@@ -516,7 +558,9 @@ def _reply(body: dict[str, Any], name: str, params: dict[str, Any]) -> tuple[str
     return replies[name]
 
 
-def _completion(body: dict[str, Any], content: str, reasoning: str | None) -> dict[str, Any]:
+def _completion(
+    body: dict[str, Any], content: str, reasoning: str | None, finish: str = "stop"
+) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": content}
     if reasoning is not None:
         message["reasoning_content"] = reasoning
@@ -526,7 +570,7 @@ def _completion(body: dict[str, Any], content: str, reasoning: str | None) -> di
         "object": "chat.completion",
         "created": int(time.time()),
         "model": body.get("model") or DEFAULT_MODEL,
-        "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
         "usage": {"prompt_tokens": 10, "completion_tokens": tokens, "total_tokens": 10 + tokens},
     }
 

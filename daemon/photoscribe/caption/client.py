@@ -9,6 +9,7 @@ asking for a while (circuit breaker) when the server keeps failing.
 from __future__ import annotations
 
 import email.utils
+import json
 import logging
 import random
 import threading
@@ -20,6 +21,7 @@ from typing import Any
 
 from photoscribe.caption.clean import check_caption, clean_reply
 from photoscribe.caption.prompt import Prompts, build_messages, keyword_labels, prompts_for
+from photoscribe.caption.secrets import Redactor, public_url, secrets_of
 from photoscribe.config import LLMConfig
 from photoscribe.errors import CaptionRejected, CaptionUnavailable
 from photoscribe.records import Keyword
@@ -38,6 +40,7 @@ RETRYABLE_STATUS = (408, 409, 429)  # and every 5xx
 class Reply:
     content: str | None
     reasoning: str | None
+    finish: str | None = None  # finish_reason: "stop", "length" (max_tokens ran out), ...
 
 
 @dataclass(frozen=True)
@@ -206,6 +209,8 @@ class Captioner:
             max_retries=0,
             default_headers=cfg.extra_headers or None,
         )
+        self._url = public_url(cfg.base_url)  # for messages: no password
+        self._redact = Redactor(secrets_of(api_key, cfg.base_url, cfg.extra_headers))
         self._sleep = sleep
         self._random = random.Random()
         self._breaker = CircuitBreaker(clock, cooldown=cfg.cooldown)
@@ -227,6 +232,8 @@ class Captioner:
         except self._openai.APIError as exc:
             error = self._translate(exc)
             raise CaptionUnavailable(getattr(error, "message", str(error))) from exc
+        except (ValueError, AttributeError, TypeError) as exc:  # openai on a non-JSON 200
+            raise CaptionUnavailable(self._malformed(f"not a model list: {exc}")) from exc
 
     def stream(
         self,
@@ -239,21 +246,33 @@ class Captioner:
         messages = self._messages(keywords, self._prompts, context)
         visible = VisibleText(on_text, thinking=self.cfg.thinking)
         reasoning: list[str] = []
+        finish = None
         try:
             chunks = self._client.chat.completions.create(**self._params(messages), stream=True)
             for chunk in chunks:
-                delta = chunk.choices[0].delta if chunk.choices else None
-                if delta is None:
+                choice = chunk.choices[0] if chunk.choices else None
+                if choice is None:
                     continue
-                extra = getattr(delta, "model_extra", None) or {}
+                finish = choice.finish_reason or finish
+                delta = choice.delta
+                extra = (getattr(delta, "model_extra", None) or {}) if delta else {}
                 reasoning.append(extra.get("reasoning_content") or extra.get("reasoning") or "")
                 if reasoning[-1]:
                     visible.reasoning_seen()
-                visible.feed(delta.content or "")
-            visible.finish()
+                visible.feed((delta.content if delta else None) or "")
         except self._openai.APIError as exc:
             error = self._translate(exc)
             raise CaptionUnavailable(getattr(error, "message", str(error))) from exc
+        except json.JSONDecodeError as exc:
+            raise CaptionUnavailable(self._malformed(exc)) from exc
+        if finish is None:  # the connection closed before the server said it was done
+            raise CaptionUnavailable(
+                f"the LLM server at {self.cfg.base_url} ended the answer before finishing it "
+                "(the stream stopped without a finish_reason); check the server's log, and "
+                "that llm.base_url points at an OpenAI-compatible /v1 endpoint"
+            )
+        self._check_finish(finish)
+        visible.finish()
         text = clean_reply(visible.raw, "".join(reasoning) or None)
         return check_caption(
             text,
@@ -271,6 +290,7 @@ class Captioner:
         started = clock()
         reply = reply_of(self._send(messages))
         latency = clock() - started
+        self._check_finish(reply.finish)
         raw = reply.content or ""
         text = clean_reply(reply.content, reply.reasoning)
         caption = check_caption(
@@ -303,6 +323,25 @@ class Captioner:
         finally:
             self._breaker.release()
 
+    def _check_finish(self, finish: str | None) -> None:
+        """A reply cut at max_tokens is rejected, not trimmed: half a sentence (or a
+        sentence whose end would change its meaning) must not become a caption, and the
+        fix is the user's (a larger llm.max_tokens, or thinking off)."""
+        if finish == "length":
+            raise CaptionRejected(
+                f"the caption was cut off at llm.max_tokens ({self.cfg.max_tokens}); raise "
+                "llm.max_tokens (a thinking model needs room for its reasoning too)"
+            )
+        if finish == "content_filter":
+            raise CaptionRejected("the LLM server's content filter withheld the caption")
+
+    def _malformed(self, detail: object) -> str:
+        return (
+            f"the LLM server at {self.cfg.base_url} sent a reply that is cut off or not JSON "
+            f"({detail}); check the server's log, or that llm.base_url points at an "
+            "OpenAI-compatible /v1 endpoint"
+        )
+
     def _longest_request(self) -> float:
         """How long one caption may take with its retries (a trial's outcome is due by then)."""
         return self.cfg.timeout * (self.cfg.retries + 1) + self.cfg.retries * RETRY_AFTER_MAX_S + 1
@@ -332,6 +371,7 @@ class Captioner:
             raise
         self._breaker.success()
         reply = reply_of(completion)
+        self._check_finish(reply.finish)
         text = clean_reply(reply.content, reply.reasoning)
         return check_caption(
             text,
@@ -357,16 +397,26 @@ class Captioner:
 
     def _request(self, messages: list[dict[str, str]]) -> Any:
         try:
-            return self._client.chat.completions.create(**self._params(messages))
+            return self._create(messages)
         except self._openai.APIError as exc:
             if not self._refuses_template_kwargs(exc):
                 raise self._translate(exc) from exc
-        log.info("%s refuses chat_template_kwargs; relying on /no_think", self.cfg.base_url)
+        log.info("%s refuses chat_template_kwargs; relying on /no_think", self._url)
         self._template_kwargs = False
         try:
-            return self._client.chat.completions.create(**self._params(messages))
+            return self._create(messages)
         except self._openai.APIError as exc:
             raise self._translate(exc) from exc
+
+    def _create(self, messages: list[dict[str, str]]) -> Any:
+        """One completion; a body cut off (the server hung up) is worth another attempt."""
+        try:
+            completion = self._client.chat.completions.create(**self._params(messages))
+        except json.JSONDecodeError as exc:
+            raise _Retry(self._malformed(exc)) from exc
+        if isinstance(completion, str):  # openai hands over a 200 that is not JSON as text
+            raise CaptionUnavailable(self._malformed(f"got text: {completion[:60]!r}"))
+        return completion
 
     def _refuses_template_kwargs(self, exc: Exception) -> bool:
         bad_request = isinstance(exc, self._openai.BadRequestError)
@@ -395,14 +445,14 @@ class Captioner:
 
     def _translate(self, exc: Exception) -> Exception:
         """An openai error → _Retry (transient) or CaptionUnavailable (needs the user)."""
-        oa, url = self._openai, self.cfg.base_url
+        oa, url = self._openai, self._url
         if isinstance(exc, oa.APITimeoutError):
             return _Retry(
                 f"no reply from the LLM server at {url} within {self.cfg.timeout:g} s; "
                 "check that it is running and not overloaded, or raise llm.timeout"
             )
         if isinstance(exc, oa.APIConnectionError):
-            cause = exc.__cause__ or exc
+            cause = self._redact(str(exc.__cause__ or exc))
             return _Retry(
                 f"cannot reach the LLM server at {url} ({cause}); "
                 "check that it is running and that llm.base_url is right"
@@ -411,12 +461,13 @@ class Captioner:
             return self._translate_status(exc)
         return CaptionUnavailable(
             f"the LLM server at {url} sent something that is not an OpenAI chat completion "
-            f"({exc}); check that llm.base_url points at an OpenAI-compatible /v1 endpoint"
+            f"({self._redact(str(exc))}); check that llm.base_url points at an "
+            "OpenAI-compatible /v1 endpoint"
         )
 
     def _translate_status(self, exc: Any) -> Exception:
-        url, model, code = self.cfg.base_url, self.cfg.model, exc.status_code
-        detail = f"HTTP {code}: {server_message(exc)}"
+        url, model, code = self._url, self.cfg.model, exc.status_code
+        detail = f"HTTP {code}: {self._redact(server_message(exc))}"
         if code == 429:
             return _Retry(
                 f"the LLM server at {url} is rate limiting requests ({detail}); "
@@ -456,7 +507,8 @@ def reply_of(completion: Any) -> Reply:
             reasoning = value
             break
     content = message.content if isinstance(message.content, str) else None
-    return Reply(content, reasoning)
+    finish = getattr(choices[0], "finish_reason", None)
+    return Reply(content, reasoning, finish if isinstance(finish, str) else None)
 
 
 def server_message(exc: Any) -> str:

@@ -4,6 +4,7 @@
 - ``text``, ``keywords``, ``merge``: what a photo holds and what to change (pure functions).
 - ``backend``: pyexiv2 in memory, its errors turned into MetadataError.
 - ``photoshop``: keeps a Photoshop IPTCDigest current (pure byte patching).
+- ``webp``: a WebP's container after exiv2 (XMP chunk, simple layout; pure byte patching).
 - ``writer``: the hash checks and the atomic replacement.
 - ``sidecar``: XMP sidecars (RAW, HEIF, read-only photos, or by choice) and the choice.
 """

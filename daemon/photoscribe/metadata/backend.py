@@ -22,6 +22,7 @@ from photoscribe.errors import MetadataError
 from photoscribe.metadata.fields import BAG_QNAMES, NS_PREFIX, NS_URI, UCS2_KEYS
 from photoscribe.metadata.photoshop import refresh_iptc_digest
 from photoscribe.metadata.png import keep_icc_chunk
+from photoscribe.metadata.webp import without_xmp
 
 Value = str | list[str] | dict[str, str]
 T = TypeVar("T")
@@ -85,7 +86,7 @@ class Photo:
             if key in UCS2_KEYS and isinstance(value, str):
                 value += "\x00"  # NUL-terminated, as Windows and exiftool write them
             by_schema[key.split(".", 1)[0]][key] = value
-        image = self._image
+        image, xmp_left = self._image, True
         if by_schema["Exif"]:
             self._call("write", lambda: image.modify_exif(by_schema["Exif"]))
         if by_schema["Iptc"]:
@@ -96,10 +97,12 @@ class Photo:
             # the array type it has registered for some (dc:subject → rdf:Bag); the others
             # that must be Bags (lr:hierarchicalSubject, our own) are turned into Bags by hand.
             # With no XMP left, exiv2 still hands out the old packet: never write that back.
-            if self._call("read", image.read_xmp):
+            xmp_left = bool(self._call("read", image.read_xmp))
+            if xmp_left:
                 packet = self._call("read", image.read_raw_xmp)
                 self._call("write", lambda: image.modify_raw_xmp(seqs_to_bags(packet, BAG_QNAMES)))
-        return _repair_side_effects(self._data, self._call("write", image.get_bytes))
+        new = self._call("write", image.get_bytes)
+        return _repair_side_effects(self._data, new, xmp_left=xmp_left)
 
     def _call(self, action: str, fn: Callable[[], T]) -> T:
         try:
@@ -127,14 +130,17 @@ class _ImageData(pyexiv2.ImageData):  # type: ignore[misc]
             raise
 
 
-def _repair_side_effects(old: bytes, new: bytes) -> bytes:
+def _repair_side_effects(old: bytes, new: bytes, *, xmp_left: bool) -> bytes:
     """Undo what exiv2 changes beyond the tags it was given: a PNG's re-compressed ICC
-    profile chunk, a Photoshop IPTCDigest left stale (see png.py and photoshop.py)."""
+    profile chunk, a Photoshop IPTCDigest left stale, a WebP's XMP chunk kept with every
+    property deleted (see png.py, photoshop.py and webp.py)."""
     fmt = sniff_format(old)
     if fmt == "png":
         return keep_icc_chunk(old, new)
     if fmt in ("jpeg", "tiff"):
         return refresh_iptc_digest(old, new, fmt)
+    if fmt == "webp" and not xmp_left:
+        return without_xmp(new)
     return new
 
 

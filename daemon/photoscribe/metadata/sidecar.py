@@ -18,12 +18,14 @@ from photoscribe.contenthash import sniff_format
 from photoscribe.errors import MetadataError, NotWritableError, PhotoChangedError
 from photoscribe.formats import lightroom_sidecar_path, needs_sidecar, sidecar_path
 from photoscribe.fsutil import (
+    NAME_MAX,
     atomic_replace,
+    create_temp,
     display,
     file_stat,
     fsync_dir,
     stat_or_none,
-    temp_path_for,
+    write_all,
 )
 from photoscribe.metadata import backend
 from photoscribe.metadata.merge import existing_from, plan
@@ -90,7 +92,7 @@ def write_sidecars(
     """Merge ``ann`` into the photo's sidecar(s); the photo is read, never written."""
     _check_folder(path)
     own = _photo_description(path, config)
-    targets = [sidecar_path(path)]
+    targets = [_sidecar_name_fits(sidecar_path(path))]
     lightroom = lightroom_sidecar_path(path) if config.lightroom_sidecar else None
     if lightroom is not None:
         targets.append(lightroom)
@@ -163,14 +165,10 @@ def _store(target: Path, data: bytes, stat: FileStat | None) -> None:
 def _create(target: Path, data: bytes) -> None:
     """A new file with all its bytes, or none: written aside, then linked into place,
     which fails (and writes nothing) if another program created the sidecar meanwhile."""
-    tmp = temp_path_for(target)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    fd, tmp = create_temp(target, 0o666)
     try:
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        write_all(fd, data)
+        os.fsync(fd)
         try:
             os.link(tmp, target)
         except FileExistsError as exc:
@@ -180,6 +178,7 @@ def _create(target: Path, data: bytes) -> None:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        os.close(fd)  # after the unlink: the lock keeps other processes' cleanup away
     fsync_dir(target.parent)
 
 
@@ -193,6 +192,15 @@ def _photo_description(path: Path, config: MetadataConfig) -> bool:
     except (OSError, MetadataError):
         return False  # exiv2 cannot read it: nothing to keep
     return bool(existing.description) and existing.description != existing.our_description
+
+
+def _sidecar_name_fits(target: Path) -> Path:
+    if len(os.fsencode(target.name)) > NAME_MAX:
+        raise MetadataError(
+            f"{display(target)}: the sidecar's name would be longer than the {NAME_MAX} bytes "
+            "a file name may have; shorten the photo's name"
+        )
+    return target
 
 
 def _check_folder(path: Path) -> None:

@@ -12,7 +12,7 @@ from photoscribe.config import MetadataConfig
 from photoscribe.contenthash import content_hash, sniff_format
 from photoscribe.errors import DecodeError, MetadataError, PhotoChangedError
 from photoscribe.fsutil import atomic_replace, display, file_stat
-from photoscribe.metadata import backend
+from photoscribe.metadata import backend, webp
 from photoscribe.metadata.fields import EXIF_IFD0_REQUIRED, WRITABLE_SCHEMAS
 from photoscribe.metadata.merge import Existing, Plan, exif_can_move, existing_from, plan
 from photoscribe.records import Annotation, FileStat, WriteOutcome
@@ -73,6 +73,7 @@ def write_annotation(
         new_data = photo.rewrite(result.changes)
     _check_pixels_kept(new_data, expected_hash, where)
     changes = written_changes(snapshot.values, new_data, result.changes, where)
+    changes.update(webp.layout_change(data, new_data))  # undo gives a simple WebP back
     if journal is not None:
         journal(path, changes)
     try:

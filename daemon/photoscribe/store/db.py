@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from photoscribe.errors import StoreError
+from photoscribe.fsutil import display
 
 BUSY_TIMEOUT_MS = 10_000
 
@@ -126,7 +127,7 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
                 f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False
             )
         else:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            _make_folder(path)
             conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.row_factory = sqlite3.Row
@@ -142,10 +143,22 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
             )
     except sqlite3.Error as exc:
         raise StoreError(
-            f"cannot open the index {path}: {exc}; check the path (index_path in the config) "
-            "and its permissions"
+            f"cannot open the index {display(path)}: {exc}; check the path (index_path in the "
+            "config) and its permissions"
         ) from exc
     return conn
+
+
+def _make_folder(path: Path) -> None:
+    """The index's folder, created if need be; StoreError saying what to do if it can't be."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(
+            f"cannot create the folder {display(path.parent)} for the index: "
+            f"{exc.strerror or exc}; set index_path in the config to a file in a folder you "
+            "can write to, or create that folder"
+        ) from exc
 
 
 def migrate(conn: sqlite3.Connection) -> None:

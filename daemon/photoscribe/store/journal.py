@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from photoscribe.store.paths import from_db, to_db
 from photoscribe.store.photos import PhotoStore
 
 Change = tuple[Any, Any]  # (value before, value after); None = the tag was absent
@@ -40,13 +41,13 @@ class Journal:
             rows = c.execute(
                 "SELECT id, changes FROM journal WHERE path = ? AND target = ? "
                 "AND undone_at IS NULL",
-                (str(path), str(target)),
+                (to_db(path), to_db(target)),
             ).fetchall()
             stale = [(r[0],) for r in rows if _never_landed(json.loads(r[1]), new)]
             c.executemany("DELETE FROM journal WHERE id = ?", stale)
             c.execute(
                 "INSERT INTO journal (path, target, changes, written_at) VALUES (?, ?, ?, ?)",
-                (str(path), str(target), text, time.time()),
+                (to_db(path), to_db(target), text, time.time()),
             )
 
     def pending(self, path: Path) -> list[Entry]:
@@ -54,7 +55,7 @@ class Journal:
         rows = self.store.query(
             "SELECT id, path, target, changes, written_at FROM journal "
             "WHERE path = ? AND undone_at IS NULL ORDER BY id DESC",
-            (str(path),),
+            (to_db(path),),
         )
         return [_entry(r) for r in rows]
 
@@ -63,7 +64,7 @@ class Journal:
         rows = self.store.query(
             "SELECT DISTINCT path FROM journal WHERE undone_at IS NULL ORDER BY path"
         )
-        found = [Path(r[0]) for r in rows]
+        found = [from_db(r[0]) for r in rows]
         roots = [r.absolute() for r in under]
         if not roots:
             return found
@@ -83,4 +84,4 @@ def _never_landed(old: dict[str, Any], new: dict[str, Any]) -> bool:
 
 def _entry(r: Any) -> Entry:
     changes = {k: (v[0], v[1]) for k, v in json.loads(r[3]).items()}
-    return Entry(r[0], Path(r[1]), Path(r[2]), changes, r[4])
+    return Entry(r[0], from_db(r[1]), from_db(r[2]), changes, r[4])

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from photoscribe.records import FileStat, Keyword, State, Tagging
+from photoscribe.store.paths import from_db, to_db
 
 COLUMNS = (
     "id, path, size, mtime_ns, content_hash, state, model, keywords, caption, error, "
@@ -49,7 +50,7 @@ class PhotoRow:
 def _row(r: sqlite3.Row) -> PhotoRow:
     return PhotoRow(
         id=r["id"],
-        path=Path(r["path"]),
+        path=from_db(r["path"]),
         size=r["size"],
         mtime_ns=r["mtime_ns"],
         content_hash=r["content_hash"],
@@ -112,18 +113,18 @@ class PhotoStore:
     def delete(self, path: Path) -> bool:
         """Forget a photo that no longer exists; True if it was indexed."""
         with self._write() as c:
-            return c.execute("DELETE FROM photos WHERE path = ?", (str(path),)).rowcount > 0
+            return c.execute("DELETE FROM photos WHERE path = ?", (to_db(path),)).rowcount > 0
 
     def rows_under(self, root: Path) -> list[PhotoRow]:
         """Indexed photos below the folder ``root``."""
-        prefix = str(root).rstrip("/") + "/"
+        prefix = to_db(root).rstrip("/") + "/"
         return self._many(
             f"SELECT {COLUMNS} FROM photos WHERE substr(path, 1, ?) = ?", (len(prefix), prefix)
         )
 
     # -- reads ---------------------------------------------------------------
     def by_path(self, path: Path) -> PhotoRow | None:
-        return self._one(f"SELECT {COLUMNS} FROM photos WHERE path = ?", (str(path),))
+        return self._one(f"SELECT {COLUMNS} FROM photos WHERE path = ?", (to_db(path),))
 
     def by_hash(self, content_hash: str, model: str) -> list[PhotoRow]:
         return self._many(
@@ -240,7 +241,7 @@ class PhotoStore:
                        embedding=excluded.embedding, error=NULL, attempts=0,
                        failure=NULL, updated_at=excluded.updated_at""",
                 (
-                    str(path),
+                    to_db(path),
                     *_stat_cols(stat),
                     content_hash,
                     state.value,
@@ -287,7 +288,7 @@ class PhotoStore:
                        attempts=CASE WHEN photos.state = 'failed' THEN photos.attempts + 1
                                 ELSE 1 END,
                        updated_at=excluded.updated_at, failure=excluded.failure""",
-                (str(path), *_stat_cols(stat), reason, now, now, kind),
+                (to_db(path), *_stat_cols(stat), reason, now, now, kind),
             )
 
     def mark_undone(self, path: Path, stat: FileStat | None) -> None:
@@ -299,7 +300,7 @@ class PhotoStore:
                 "caption = NULL, embedding = NULL, error = NULL, failure = NULL, "
                 "size = coalesce(?, size), "
                 "mtime_ns = coalesce(?, mtime_ns), updated_at = ? WHERE path = ?",
-                (*_stat_cols(stat), time.time(), str(path)),
+                (*_stat_cols(stat), time.time(), to_db(path)),
             )
 
     def touch(self, row_id: int, stat: FileStat) -> None:
@@ -316,12 +317,12 @@ class PhotoStore:
             if old is not None:
                 c.execute(
                     "UPDATE journal SET path = ?, target = replace(target, ?, ?) WHERE path = ?",
-                    (str(new_path), old[0], str(new_path), old[0]),
+                    (to_db(new_path), old[0], to_db(new_path), old[0]),
                 )
-            c.execute("DELETE FROM photos WHERE path = ? AND id != ?", (str(new_path), row_id))
+            c.execute("DELETE FROM photos WHERE path = ? AND id != ?", (to_db(new_path), row_id))
             c.execute(
                 "UPDATE photos SET path = ?, size = ?, mtime_ns = ?, updated_at = ? WHERE id = ?",
-                (str(new_path), *_stat_cols(stat), time.time(), row_id),
+                (to_db(new_path), *_stat_cols(stat), time.time(), row_id),
             )
 
 

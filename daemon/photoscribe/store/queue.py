@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from photoscribe.records import FileStat
+from photoscribe.store.paths import from_db, to_db
 from photoscribe.store.photos import PhotoStore
 
 LEASED = 1e18  # a due time that never comes: taken, in progress
@@ -47,7 +48,7 @@ class WorkQueue:
         """Queue (or re-queue) paths in one transaction; returns how many."""
         due = time.time() + delay
         rows = [
-            (str(path), kind, due, *_stat_cols(stat), next(self._seq), due)
+            (to_db(path), kind, due, *_stat_cols(stat), next(self._seq), due)
             for path, kind, stat in items
         ]
         if rows:
@@ -73,13 +74,13 @@ class WorkQueue:
             c.executemany(
                 "UPDATE queue SET due = ? WHERE path = ?", [(LEASED, r[0]) for r in found]
             )
-        return [QueueItem(Path(r[0]), r[1], r[2], r[3], r[4]) for r in found]
+        return [QueueItem(from_db(r[0]), r[1], r[2], r[3], r[4]) for r in found]
 
     def done(self, path: Path, seq: int | None = None) -> None:
         """Remove a finished row, unless a newer event re-queued it meanwhile."""
         with self.store.transaction() as c:
             c.execute(
-                "DELETE FROM queue WHERE path = ? AND seq = coalesce(?, seq)", (str(path), seq)
+                "DELETE FROM queue WHERE path = ? AND seq = coalesce(?, seq)", (to_db(path), seq)
             )
 
     def later(self, item: QueueItem, delay: float, stat: FileStat | None) -> None:
@@ -88,7 +89,7 @@ class WorkQueue:
             c.execute(
                 "UPDATE queue SET due = ?, size = coalesce(?, size), "
                 "mtime_ns = coalesce(?, mtime_ns) WHERE path = ? AND seq = ?",
-                (time.time() + delay, *_stat_cols(stat), str(item.path), item.seq),
+                (time.time() + delay, *_stat_cols(stat), to_db(item.path), item.seq),
             )
 
     def add_due_failures(self, first_wait: float, max_wait: float) -> int:

@@ -12,6 +12,7 @@ from photoscribe.errors import DecodeError
 
 Image.MAX_IMAGE_PIXELS = 200_000_000  # refuse decompression bombs beyond ~200 MP
 MIN_PREVIEW_SIDE = 160  # a RAW's embedded JPEG smaller than this is too small to tag
+PICTURE_FRAMES = (0xC0, 0xC1, 0xC2)  # SOF0-2: baseline, extended, progressive DCT (Huffman)
 HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")
 
 
@@ -47,7 +48,11 @@ def decode(data: bytes, min_side: int, *, raw: bool = False) -> Image.Image:
 
 def raw_preview(data: bytes) -> bytes:
     """The largest JPEG embedded in a camera RAW file (every RAW format carries one for
-    the camera's screen; CR2/NEF/ARW/DNG/ORF/RW2/RAF/PEF... keep a full-size one)."""
+    the camera's screen; CR2/NEF/ARW/DNG/ORF/RW2/RAF/PEF... keep a full-size one).
+
+    Only baseline, extended and progressive DCT streams count: DNG, CR2 and many NEFs store
+    the sensor data itself as a lossless JPEG (SOF3), often larger than the preview, which
+    is a colour-filter mosaic rather than a picture."""
     best, best_area = b"", 0
     start = data.find(b"\xff\xd8\xff")
     while start != -1:
@@ -65,11 +70,29 @@ def raw_preview(data: bytes) -> bytes:
 
 
 def _jpeg_size(data: bytes, start: int) -> tuple[int, int] | None:
+    if _frame_marker(data, start) not in PICTURE_FRAMES:
+        return None
     try:
         with Image.open(io.BytesIO(data[start : start + 1_000_000])) as img:
             return img.size if img.format == "JPEG" else None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
         return None
+
+
+def _frame_marker(data: bytes, start: int) -> int | None:
+    """The SOFn marker of the JPEG stream at ``start`` (None: no frame before the scan)."""
+    pos, end = start + 2, min(len(data), start + 1_000_000)
+    while pos + 4 <= end and data[pos] == 0xFF:
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # not DHT/JPG/DAC
+            return marker
+        if marker in (0xDA, 0xD9):  # a scan or the end before any frame
+            return None
+        pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+    return None
 
 
 def _enable_heif() -> None:

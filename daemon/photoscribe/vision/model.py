@@ -6,11 +6,13 @@ that never need it (status, text search, doctor) start fast.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import logging
 import os
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,9 @@ from urllib.parse import urlparse
 
 from photoscribe.config import ModelConfig
 from photoscribe.errors import ModelError
+from photoscribe.vision.pretrained import open_clip_lookup
+
+PretrainedLookup = Callable[[str, str], tuple[dict[str, Any], list[str]]]
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +73,10 @@ def resolve_weights(cfg: ModelConfig) -> Weights:
     return Weights(cfg.pretrained, False, f"{cfg.arch}:{cfg.pretrained}")
 
 
-def _hub_file(arch: str, tag: str) -> tuple[str, str] | None:
-    import open_clip
-
-    pcfg = open_clip.get_pretrained_cfg(arch, tag)
+def _hub_file(arch: str, tag: str, lookup: PretrainedLookup) -> tuple[str, str] | None:
+    pcfg, known_tags = lookup(arch, tag)
     if not pcfg:
-        known = ", ".join(open_clip.list_pretrained_tags_by_model(arch)) or "none"
+        known = ", ".join(known_tags) or "none"
         raise ModelError(
             f"open_clip has no pretrained tag {tag!r} for {arch!r} (known: {known}); "
             "fix model.pretrained or give a path to a weights file"
@@ -106,17 +109,32 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def ensure_downloadable(cfg: ModelConfig, weights: Weights) -> None:
-    """Fail in seconds, with a how-to, when a pretrained tag can't be had offline."""
+def ensure_downloadable(
+    cfg: ModelConfig, weights: Weights, lookup: PretrainedLookup = open_clip_lookup
+) -> str:
+    """Where the weights will come from; fails in seconds, with a how-to, when a pretrained
+    tag can't be had offline. The one decision for both scan and doctor (which passes a
+    ``lookup`` that does not import torch)."""
     if weights.is_file:
-        return
-    hub = _hub_file(cfg.arch, weights.source)
-    if hub is None or _cached(*hub) or _hub_reachable():
-        return
+        return weights.source
+    hub = _hub_file(cfg.arch, weights.source, lookup)
+    if hub is None:
+        return f"pretrained tag {weights.source!r}: downloaded by open_clip from its URL"
+    if _cached(*hub):
+        return f"pretrained tag {weights.source!r}: in the model hub cache ({hub[0]})"
+    if _hub_reachable():
+        return f"pretrained tag {weights.source!r}: downloaded from the model hub on first use"
     raise ModelError(
         f"the CLIP weights {cfg.arch}/{weights.source} are not on this machine and the model hub "
         "cannot be reached (offline). To provide them: "
         + HOW_TO_PROVIDE.format(arch=cfg.arch, repo=hub[0], filename=hub[1])
+    )
+
+
+def unknown_arch(arch: str) -> ModelError:
+    return ModelError(
+        f"open_clip knows no architecture {arch!r}; see open_clip.list_models() "
+        "or set model.config_dir"
     )
 
 
@@ -158,12 +176,29 @@ def pick_dtype(precision: str, device: str) -> Any:
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
+def trim_heap() -> bool:
+    """Give the C heap's free pages back to the system (glibc ``malloc_trim(0)``).
+
+    Freed tensors go back to malloc, which keeps them in its arenas (one per thread that
+    allocated: decode workers, torch's intra-op threads), so RSS would not drop without
+    this. False where the C library has no malloc_trim (e.g. musl)."""
+    try:
+        libc = ctypes.CDLL(None)
+        malloc_trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return False
+    malloc_trim.argtypes = [ctypes.c_size_t]
+    malloc_trim(0)
+    return True
+
+
 class ClipModel:
     """An OpenCLIP model loaded on first use; thread-safe load/unload."""
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, *, trim: Callable[[], object] = trim_heap) -> None:
         self.cfg = cfg
         self.weights = resolve_weights(cfg)
+        self._trim = trim  # returns freed memory to the system after an unload
         self._lock = threading.Lock()
         self._loaded: dict[str, Any] | None = None
 
@@ -195,6 +230,7 @@ class ClipModel:
             import torch
 
             torch.cuda.empty_cache()
+        self._trim()
 
     def _load(self) -> dict[str, Any]:
         import open_clip
@@ -203,10 +239,7 @@ class ClipModel:
         if self.cfg.config_dir:
             open_clip.add_model_config(self.cfg.config_dir)
         if self.cfg.arch not in open_clip.list_models():
-            raise ModelError(
-                f"open_clip knows no architecture {self.cfg.arch!r}; see "
-                "open_clip.list_models() or set model.config_dir"
-            )
+            raise unknown_arch(self.cfg.arch)
         ensure_downloadable(self.cfg, self.weights)
         device = pick_device(self.cfg.device)
         dtype = pick_dtype(self.cfg.precision, device)

@@ -21,7 +21,58 @@ def test_migrations_are_recorded_once(tmp_path: Path) -> None:
     open_store(db)
     open_store(db)
     rows = sqlite3.connect(db).execute("SELECT name FROM migrations").fetchall()
-    assert rows == [("0001_photos",), ("0002_queue",), ("0003_journal",)]
+    assert rows == [("0001_photos",), ("0002_queue",), ("0003_journal",), ("0004_failure_kind",)]
+
+
+def test_failures_recorded_before_0004_are_classified_by_their_message(tmp_path: Path) -> None:
+    from photoscribe.store.db import MIGRATIONS, _statements
+
+    db = tmp_path / "old.db"
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("CREATE TABLE migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
+    for name, sql in MIGRATIONS[:3]:  # an index made by the version before failure kinds
+        for statement in _statements(sql):
+            conn.execute(statement)
+        conn.execute("INSERT INTO migrations VALUES (?, 0)", (name,))
+    old = [
+        ("/p/full.jpg", "failed", "cannot write /p/full.jpg: No space left on device"),
+        ("/p/denied.jpg", "failed", "cannot read the file: Permission denied"),
+        ("/p/broken.jpg", "failed", "the file is not an image photoscribe can read"),
+        ("/p/ok.jpg", "done", None),
+    ]
+    conn.executemany(
+        "INSERT INTO photos (path, state, error, created_at, updated_at) VALUES (?, ?, ?, 0, 0)",
+        old,
+    )
+    conn.close()
+    with pytest.raises(StoreError, match="older photoscribe"):
+        open_store(db, readonly=True)  # `status` before any writer upgraded it
+    store = open_store(db)
+    kinds = {str(r.path): (r.failure, r.transient) for r in store.rows_under(Path("/p"))}
+    assert kinds == {
+        "/p/full.jpg": ("transient", True),
+        "/p/denied.jpg": ("transient", True),
+        "/p/broken.jpg": ("permanent", False),
+        "/p/ok.jpg": (None, False),
+    }
+    assert store.failure_counts() == {"transient": 2, "permanent": 1}
+
+
+def test_a_failure_records_its_kind_and_counts_attempts_in_a_row(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "i.db")
+    path = Path("/p/full.jpg")
+    store.save_failure(path, STAT, "No space left on device", transient=True)
+    store.save_failure(path, STAT, "No space left on device", transient=True)
+    row = store.by_path(path)
+    assert (row.failure, row.transient, row.attempts) == ("transient", True, 2)
+    store.save_failure(path, STAT, "not an image")
+    row = store.by_path(path)
+    assert (row.failure, row.transient, row.attempts) == ("permanent", False, 3)
+    store.save_tagged(path, STAT, "h", tagging("cat"), None)
+    row = store.by_path(path)
+    assert (row.failure, row.transient, row.attempts) == (None, False, 0)
+    store.save_failure(path, STAT, "Permission denied", transient=True)
+    assert store.by_path(path).attempts == 1  # counted afresh after a success
 
 
 def test_tagged_then_captioned_is_searchable(tmp_path: Path) -> None:

@@ -36,11 +36,35 @@ def fill_captions(
     for asked, row in enumerate(rows):
         if stop is not None and stop.is_set():
             return asked
+        written = _caption_in_file(row)
+        if written is not None:  # written by a run killed before the index learned it
+            tagging = Tagging(row.keywords, b"", row.model or "")
+            job = CaptionJob(row.id, row.path, row.content_hash or "", tagging, written, True)
+            writer.put(job)
+            continue
         done = _on_caption(row, writer, store, progress)
         if not captions.submit(row.keywords, done, stop, _context(row, context_of)):
             log.warning("the LLM is unavailable; the remaining captions wait for the next run")
             return asked
     return len(rows)
+
+
+def _caption_in_file(row: PhotoRow) -> str | None:
+    """The caption photoscribe already wrote into this photo (same pixels, same model),
+    if the index does not know it yet; None otherwise."""
+    from photoscribe.metadata.recorded import read_recorded
+
+    try:
+        data = row.path.read_bytes()
+    except OSError:
+        return None
+    recorded = read_recorded(row.path, data)
+    if recorded is None or (recorded.content_hash, recorded.model) != (
+        row.content_hash,
+        row.model,
+    ):
+        return None
+    return recorded.description
 
 
 def _context(row: PhotoRow, context_of: Callable[[bytes], str | None] | None) -> str | None:

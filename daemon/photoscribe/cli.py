@@ -148,8 +148,11 @@ def print_summary(s: Summary, out: TextIO | None = None) -> None:
         f"{total} photos: {s.tagged} tagged, {s.skipped} skipped (already done), "
         f"{s.failed} failed; {caption_counts(s, 'waiting for the LLM')}\n"
     )
+    if s.failed:
+        out.write(f"  {_failed_kinds(s.failed, s.transient)}\n")
     for path, reason in s.failures[:MAX_FAILURES_SHOWN]:
-        out.write(f"  failed: {display(path)}: {reason}\n")
+        again = " (will be tried again)" if path in s.passing else ""
+        out.write(f"  failed: {display(path)}: {reason}{again}\n")
     if len(s.failures) > MAX_FAILURES_SHOWN:
         out.write(f"  … and {len(s.failures) - MAX_FAILURES_SHOWN} more (photoscribe status)\n")
     for line in caption_outlook(s, "the next `photoscribe scan`"):
@@ -181,6 +184,20 @@ def caption_outlook(s: Summary, next_run: str) -> list[str]:
     return lines
 
 
+def _failed_kinds(failed: int, transient: int) -> str:
+    """Which failures the next scan tries again and which wait for the file to change."""
+    permanent = failed - transient
+    parts = []
+    if transient:
+        parts.append(
+            f"{transient} failed for a passing reason (disk full, permission, I/O, a share "
+            "gone) and will be tried again by the next scan"
+        )
+    if permanent:
+        parts.append(f"{permanent} will be tried again only when the file changes")
+    return "; ".join(parts)
+
+
 def cmd_search(config: Config, args: argparse.Namespace) -> int:
     from photoscribe.service import run_search
 
@@ -200,6 +217,7 @@ def cmd_search(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_status(config: Config, args: argparse.Namespace) -> int:
     from photoscribe.store import open_store
+    from photoscribe.store.photos import PERMANENT, TRANSIENT
     from photoscribe.store.queue import queue_depth
 
     store = open_store(config.index_path, readonly=True)
@@ -214,7 +232,11 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
                 "counts": {s.value: n for s, n in counts.items()},
                 "queued": queue_depth(store),
                 "daemon": daemon,
-                "last_failures": [{"path": display(r.path), "reason": r.error} for r in failures],
+                "failures": store.failure_counts(),
+                "last_failures": [
+                    {"path": display(r.path), "reason": r.error, "kind": r.failure}
+                    for r in failures
+                ],
                 "caption_problems": [{"reason": r, "photos": n} for r, n in problems],
             },
             sys.stdout,
@@ -230,11 +252,18 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
         kind, sep, why = reason.partition(": ")
         kind = kind.removeprefix("caption ")
         print(f"    {photos} {kind}: {why}" if sep else f"    {photos}: {reason}")
-    print(f"  failed: {counts[State.FAILED]}")
+    kinds = store.failure_counts()
+    print(
+        f"  failed: {counts[State.FAILED]} ({kinds[TRANSIENT]} to be tried again: disk, "
+        f"permission or I/O problems; {kinds[PERMANENT]} until the file changes)"
+        if counts[State.FAILED]
+        else "  failed: 0"
+    )
     if counts[State.UNDONE]:
         print(f"  undone (photoscribe's metadata taken out): {counts[State.UNDONE]}")
     for row in failures:
-        print(f"    {display(row.path)}: {row.error}")
+        again = " (will be tried again)" if row.transient else ""
+        print(f"    {display(row.path)}: {row.error}{again}")
     print(describe_daemon(daemon))
     return 0
 

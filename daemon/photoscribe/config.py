@@ -141,6 +141,9 @@ class WatchConfig:
     batch_wait: float = 1.0  # wait this long for a batch to fill while photos keep arriving
     idle_unload_minutes: float = 10.0  # free the CLIP model after this long idle; 0 = never
     caption_retry_seconds: float = 60.0  # first wait before asking the LLM again (doubles)
+    # A photo that failed for a passing reason (disk full, permission denied, I/O error, a
+    # share gone): first wait before trying it again (doubles with each failure, max 1 h).
+    failure_retry_seconds: float = 60.0
     rescan_hours: float = 24.0  # full catch-up scan this often (besides start); 0 = never
     stuck_minutes: float = 10.0  # no progress this long with work queued: stop watchdog pings
 
@@ -322,6 +325,7 @@ def validate(config: Config) -> Config:
         (config.watch.settle_seconds >= 0, "watch.settle_seconds must not be negative"),
         (config.watch.poll_interval > 0, "watch.poll_interval must be positive"),
         (config.watch.caption_retry_seconds > 0, "watch.caption_retry_seconds must be positive"),
+        (config.watch.failure_retry_seconds > 0, "watch.failure_retry_seconds must be positive"),
         (config.watch.stuck_minutes > 0, "watch.stuck_minutes must be positive"),
         (all("{}" in t for t in config.tagging.templates), "each tagging template needs {}"),
         (_user_prompt_ok(config.llm.user_prompt), USER_PROMPT_HELP),

@@ -48,7 +48,9 @@ GONE_DELAY_S = 5.0  # on top of settle: a move's new name is processed before th
 CLOSED_DELAY_S = 0.5  # a file its writer closed still gets a short stability check
 MAX_CAPTION_WAIT_S = 600.0
 RETRY_BATCH_S = 60.0
-FINAL = frozenset({"tagged", "tagged+caption", "skipped", "failed"})
+MAX_FAILURE_WAIT_S = 3600.0  # a transient failure is tried again at least hourly
+FAILURE_CHECK_S = 5.0  # how often the index is asked for failures due for another try
+FINAL = frozenset({"tagged", "tagged+caption", "adopted", "skipped", "failed"})
 
 
 @dataclass
@@ -101,6 +103,7 @@ class Daemon:
         self._last_work = time.monotonic()
         self._last_full_scan = time.monotonic()
         self._last_state = 0.0
+        self._next_failure_check = 0.0
         self._status = ""
         self.started_at = time.time()
         self.pipeline = self._new_pipeline()
@@ -216,9 +219,11 @@ class Daemon:
         """Unchanged since its last event: complete. Otherwise it goes back to wait."""
         try:
             stat = file_stat(item.path)
-        except OSError:
+        except FileNotFoundError:
             self.queue.done(item.path, item.seq)  # gone again: its delete event handles it
             return False
+        except OSError:  # unreadable (permission, a share gone): the pipeline records why
+            return True
         if item.same_file(stat):
             return True
         self.queue.later(item, self.config.watch.settle_seconds, stat)
@@ -316,6 +321,7 @@ class Daemon:
             self._last_full_scan = now
             self._request_scan(self.watcher.roots)
         self._captions_if_due(now)
+        self._retry_failures_if_due(now)
         self._unload_if_idle(now)
         self._publish()
         self._mark_alive()
@@ -346,6 +352,19 @@ class Daemon:
             target=self._fill, args=(rows,), name="caption-backlog", daemon=True
         )
         self._backlog.start()
+
+    def _retry_failures_if_due(self, now: float) -> None:
+        """Queue the photos whose transient failure (disk full, permission denied, ...)
+        is due for another try; the wait doubles with each failure in a row."""
+        if now < self._next_failure_check:
+            return
+        self._next_failure_check = now + FAILURE_CHECK_S
+        queued = self.queue.add_due_failures(
+            self.config.watch.failure_retry_seconds, MAX_FAILURE_WAIT_S
+        )
+        if queued:
+            log.info("trying %d photos again that failed for a passing reason", queued)
+            self.controls.wake.set()
 
     def _back_off(self, now: float, waiting: int) -> None:
         log.info(

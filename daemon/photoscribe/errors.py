@@ -7,6 +7,44 @@ for them.
 
 from __future__ import annotations
 
+import errno
+
+# OS errors that pass: the same read or write may well work later without the file
+# changing (space freed, permission restored, a share mounted again, a lock released).
+TRANSIENT_ERRNOS = frozenset(
+    getattr(errno, name)
+    for name in (
+        "ENOSPC",  # disk full
+        "EDQUOT",  # quota exceeded
+        "EACCES",  # permission denied
+        "EPERM",  # operation not permitted (immutable file, ACL)
+        "EIO",  # I/O error (a flaky disk, USB or network)
+        "EBUSY",  # device or resource busy
+        "ETXTBSY",  # file busy
+        "EAGAIN",  # resource temporarily unavailable (a lock)
+        "ENOLCK",  # no locks available
+        "EDEADLK",  # a lock would deadlock
+        "EINTR",
+        "EROFS",  # read-only file system (e.g. remounted after an error)
+        "ESTALE",  # stale NFS handle
+        "ENOTCONN",  # a FUSE/network share gone
+        "ECONNABORTED",
+        "ECONNRESET",
+        "ECONNREFUSED",
+        "EHOSTDOWN",
+        "EHOSTUNREACH",
+        "ENETDOWN",
+        "ENETUNREACH",
+        "ETIMEDOUT",
+        "ENODEV",  # the device went away (unplugged disk)
+        "ENXIO",
+        "ENOMEM",
+        "EMFILE",  # too many open files
+        "ENFILE",
+    )
+    if hasattr(errno, name)
+)
+
 
 class PhotoscribeError(Exception):
     """Base of every error photoscribe raises on purpose."""
@@ -39,7 +77,13 @@ class AlreadyRunningError(PhotoscribeError):
 
 
 class PhotoError(PhotoscribeError):
-    """One photo cannot be processed; recorded as a failure, the scan goes on."""
+    """One photo cannot be processed; recorded as a failure, the scan goes on.
+
+    A failure is transient when it may pass without the file changing (see
+    ``is_transient``): such photos are tried again by the next scan and, with a growing
+    wait, by the daemon. Any other failure stays until the file changes."""
+
+    transient = False
 
 
 class DecodeError(PhotoError):
@@ -57,6 +101,23 @@ class NotWritableError(MetadataError):
 
 class PhotoChangedError(PhotoError):
     """The photo changed on disk while we worked on it; nothing was written, retry later."""
+
+    transient = True
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether the failure ``exc`` may pass by itself: a PhotoError that says so, or an
+    OSError with a passing errno, raised directly or as the cause of the error."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, PhotoError) and current.transient:
+            return True
+        if isinstance(current, OSError) and current.errno in TRANSIENT_ERRNOS:
+            return True
+        current = current.__cause__
+    return False
 
 
 class CaptionError(PhotoscribeError):

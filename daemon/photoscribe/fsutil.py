@@ -12,7 +12,7 @@ import stat
 import time
 from pathlib import Path
 
-from photoscribe.errors import MetadataError, PhotoChangedError
+from photoscribe.errors import DecodeError, MetadataError, PhotoChangedError
 from photoscribe.records import FileStat
 
 TEMP_PREFIX = "."
@@ -185,3 +185,31 @@ def fsync_dir(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def read_photo(path: Path) -> bytes:
+    """The bytes of the regular file ``path``; never blocks on a FIFO, socket or device
+    that merely carries a photo's name (DecodeError names it instead)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise DecodeError(
+                f"{display(path)} is not a regular file ({_file_kind(st.st_mode)}), so it is "
+                "not a photo; photoscribe leaves it alone"
+            )
+        with open(fd, "rb", buffering=0, closefd=False) as f:
+            return f.readall()  # sized by fstat: one buffer, as Path.read_bytes
+    finally:
+        os.close(fd)
+
+
+def _file_kind(mode: int) -> str:
+    kinds = (
+        (stat.S_ISFIFO, "a named pipe"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISDIR, "a folder"),
+    )
+    return next((name for test, name in kinds if test(mode)), "a special file")

@@ -19,13 +19,13 @@ from typing import Any
 from photoscribe.backlog import fill_captions
 from photoscribe.captioning import CaptionStage
 from photoscribe.contenthash import content_hash, file_hash, sniff_format
-from photoscribe.errors import DecodeError, PhotoError
+from photoscribe.errors import DecodeError, PhotoError, is_transient
 from photoscribe.formats import is_raw, needs_sidecar, same_named_jpeg
 from photoscribe.fsutil import display, file_stat
 from photoscribe.progress import Progress
-from photoscribe.records import FileStat, State, Summary, Tagging
+from photoscribe.records import FileStat, Keyword, State, Summary, Tagging
 from photoscribe.store import PhotoRow, PhotoStore
-from photoscribe.writing import LateCaptionJob, TaggedJob, Writer
+from photoscribe.writing import AdoptedJob, LateCaptionJob, TaggedJob, Writer
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,7 @@ class Loaded:
     content_hash: str
     tensor: Any
     context: str | None = None  # facts from the photo's metadata for the caption prompt
+    recorded: Any = None  # metadata.recorded.Recorded: photoscribe already wrote these pixels
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class Failed:
     path: Path
     stat: FileStat | None
     reason: str
+    transient: bool = False  # may pass by itself (disk full, permission denied, ...)
 
 
 class Pipeline:
@@ -87,19 +89,24 @@ class Pipeline:
         self._writer = writer_factory(self._report)
 
     # -- outcomes ------------------------------------------------------------
-    def _report(self, path: Path, outcome: str, reason: str | None) -> None:
+    def _report(
+        self, path: Path, outcome: str, reason: str | None, *, transient: bool = False
+    ) -> None:
         if outcome == "failed":
-            log.warning("failed: %s: %s", display(path), reason)
+            again = " (will be tried again)" if transient else ""
+            log.warning("failed: %s: %s%s", display(path), reason, again)
         with self._lock:
-            self.summary.record(path, outcome, reason)
+            self.summary.record(path, outcome, reason, transient=transient)
             self.progress.advance(outcome, path)
         if self.on_outcome is not None:
             self.on_outcome(path, outcome)
 
-    def _fail(self, path: Path, stat: FileStat | None, reason: str) -> None:
+    def _fail(
+        self, path: Path, stat: FileStat | None, reason: str, *, transient: bool = False
+    ) -> None:
         if not self.dry_run:
-            self.store.save_failure(path, stat, reason)
-        self._report(path, "failed", reason)
+            self.store.save_failure(path, stat, reason, transient=transient)
+        self._report(path, "failed", reason, transient=transient)
 
     # -- the run ---------------------------------------------------------------
     def run(self, paths: Sequence[Path]) -> Summary:
@@ -152,10 +159,14 @@ class Pipeline:
         try:
             stat = file_stat(path)
         except OSError as exc:
-            self._fail(path, None, f"cannot read the file: {exc.strerror}")
+            self._fail(
+                path, None, f"cannot read the file: {exc.strerror}", transient=is_transient(exc)
+            )
             return False
         row = self.store.by_path(path)
         if self.force or row is None or not row.same_file(stat):
+            return True
+        if row.transient:  # disk full, permission denied, ...: it may work now
             return True
         if row.state in (State.FAILED, State.UNDONE) or row.model == self.tagger.encoder.model_id:
             self._report(path, "skipped", None)
@@ -174,7 +185,7 @@ class Pipeline:
                 elif isinstance(item, Known):
                     self._reuse(item)
                 else:
-                    self._fail(item.path, item.stat, item.reason)
+                    self._fail(item.path, item.stat, item.reason, transient=item.transient)
             if batch:
                 self._tag(batch)
 
@@ -197,16 +208,30 @@ class Pipeline:
             sidecar_only = needs_sidecar(path) or sniff_format(data) == "heif"
             digest = file_hash(data) if sidecar_only else content_hash(data)
             context = self.context_of(data) if self.context_of else None
+            recorded = None
             if not self.force:
                 known = self.store.by_hash(digest, self.tagger.encoder.model_id)
                 if known:
                     return Known(path, stat, digest, _prefer_same_path(known, path), context)
+                recorded = self._recorded(path, data, digest)
             tensor = self._prepare(*_image_source(path, data))
-            return Loaded(path, digest, tensor, context)
+            return Loaded(path, digest, tensor, context, recorded)
         except PhotoError as exc:
-            return Failed(path, stat, str(exc))
+            return Failed(path, stat, str(exc), is_transient(exc))
         except OSError as exc:
-            return Failed(path, stat, f"cannot read the file: {exc.strerror or exc}")
+            reason = f"cannot read the file: {exc.strerror or exc}"
+            return Failed(path, stat, reason, is_transient(exc))
+
+    def _recorded(self, path: Path, data: bytes, digest: str) -> Any:
+        """photoscribe's record in the photo, if it says these pixels were tagged by this
+        model (a write whose index update was lost, e.g. to a kill): adopted, not redone."""
+        from photoscribe.metadata.recorded import read_recorded
+
+        recorded = read_recorded(path, data)
+        model = self.tagger.encoder.model_id
+        if recorded is None or (recorded.content_hash, recorded.model) != (digest, model):
+            return None
+        return recorded
 
     def _prepare(self, data: bytes, raw: bool = False) -> Any:
         from photoscribe.vision import prepare
@@ -223,7 +248,12 @@ class Pipeline:
     def _tag(self, batch: list[Loaded]) -> None:
         taggings = self.tagger.tag([item.tensor for item in batch])
         for item, tagging in zip(batch, taggings, strict=True):
-            self._caption_then_write(item.path, item.content_hash, tagging, item.context)
+            if item.recorded is not None:
+                adopted = _adopted_tagging(tagging, item.recorded)
+                caption = item.recorded.description
+                self._writer.put(AdoptedJob(item.path, item.content_hash, adopted, caption))
+            else:
+                self._caption_then_write(item.path, item.content_hash, tagging, item.context)
 
     def _caption_then_write(
         self, path: Path, digest: str, tagging: Tagging, context: str | None = None
@@ -288,6 +318,21 @@ def _image_source(path: Path, data: bytes) -> tuple[bytes, bool]:
         except OSError:
             pass
     return data, True
+
+
+def _adopted_tagging(tagging: Tagging, recorded: Any) -> Tagging:
+    """The index's keywords for a photo whose file already holds photoscribe's write: the
+    model's keywords that the file holds (with their scores), then the other words that
+    photoscribe recorded adding. The embedding is the model's (for search)."""
+    from photoscribe.metadata.text import keyword_key, sanitize_keyword
+
+    in_file = {keyword_key(word) for word in recorded.keywords}
+    keep = [
+        k for k in tagging.keywords if keyword_key(sanitize_keyword(k.label) or k.label) in in_file
+    ]
+    kept = {keyword_key(sanitize_keyword(k.label) or k.label) for k in keep}
+    extra = [Keyword(w, 0.0) for w in recorded.added_keywords if keyword_key(w) not in kept]
+    return Tagging(tuple(keep + extra), tagging.embedding, tagging.model)
 
 
 def _prefer_same_path(rows: list[PhotoRow], path: Path) -> PhotoRow:

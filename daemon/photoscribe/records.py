@@ -14,7 +14,8 @@ class State(enum.StrEnum):
 
     DONE = "done"  # keywords and caption written
     NEEDS_CAPTION = "needs_caption"  # keywords written; caption waits for the LLM
-    FAILED = "failed"  # a recorded reason; retried only when the file changes
+    FAILED = "failed"  # a recorded reason; transient ones are retried, others when the file
+    #                    changes
     UNDONE = "undone"  # `photoscribe undo` took photoscribe's metadata back; left alone
 
 
@@ -74,9 +75,12 @@ class Summary:
     tagged: int = 0  # keywords (and maybe a caption) written in this run
     skipped: int = 0  # unchanged since the last run, moved, or failed before
     failed: int = 0
+    transient: int = 0  # of the failed: may pass by itself (disk full, ...); tried again
+    adopted: int = 0  # of the skipped: the file already held photoscribe's write (indexed)
     captioned: int = 0  # captions written in this run
     waiting: int = 0  # photos of this run still waiting for a caption at the end
     failures: list[tuple[Path, str]] = field(default_factory=list)
+    passing: set[Path] = field(default_factory=set)  # the failed paths that count as transient
     captions_off: str | None = None  # why no caption was asked for ("llm.enabled: false")
     # the index's reason for each waiting photo (None: not asked, e.g. the LLM was down)
     waiting_reasons: list[str | None] = field(default_factory=list)
@@ -89,14 +93,22 @@ class Summary:
             if r and r.startswith(REJECTED)
         )
 
-    def fail(self, path: Path, reason: str) -> None:
+    def fail(self, path: Path, reason: str, *, transient: bool = False) -> None:
         self.failed += 1
+        self.transient += transient
         self.failures.append((path, reason))
+        if transient:
+            self.passing.add(path)
 
-    def record(self, path: Path, outcome: str, reason: str | None) -> None:
-        """Count one outcome: tagged, tagged+caption, captioned, skipped or failed."""
+    def record(
+        self, path: Path, outcome: str, reason: str | None, *, transient: bool = False
+    ) -> None:
+        """Count one outcome: tagged, tagged+caption, captioned, adopted, skipped or failed."""
         if outcome == "failed":
-            self.fail(path, reason or "unknown error")
+            self.fail(path, reason or "unknown error", transient=transient)
+        elif outcome == "adopted":
+            self.skipped += 1
+            self.adopted += 1
         elif outcome in ("tagged", "tagged+caption"):
             self.tagged += 1
             self.captioned += outcome == "tagged+caption"

@@ -165,8 +165,8 @@ def retry_captions(config: Config, roots: Sequence[Path], *, progress: Progress)
         rows = store.needing_caption()
         return [r for r in rows if not absolute or under(r.path, absolute)]
 
-    def report(path: Path, outcome: str, reason: str | None) -> None:
-        summary.record(path, outcome, reason)
+    def report(path: Path, outcome: str, reason: str | None, transient: bool = False) -> None:
+        summary.record(path, outcome, reason, transient=transient)
         progress.advance(outcome, path)
 
     try:

@@ -10,7 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from photoscribe.config import MetadataConfig
-from photoscribe.errors import NotWritableError, PhotoChangedError, PhotoError, StoreError
+from photoscribe.errors import (
+    NotWritableError,
+    PhotoChangedError,
+    PhotoError,
+    StoreError,
+    is_transient,
+)
 from photoscribe.fsutil import display, stat_or_none
 from photoscribe.records import Annotation, FileStat, State, Tagging, WriteOutcome
 from photoscribe.store import PhotoStore
@@ -41,6 +47,19 @@ class CaptionJob:
     content_hash: str
     tagging: Tagging
     caption: str
+    in_file: bool = False  # the photo already holds it (a write whose index update was lost)
+
+
+@dataclass(frozen=True)
+class AdoptedJob:
+    """A photo whose file already holds photoscribe's write of these pixels by this model
+    (its index update was lost, e.g. to a kill): the index learns it, the file is not
+    written again."""
+
+    path: Path
+    content_hash: str
+    tagging: Tagging
+    caption: str | None
 
 
 @dataclass(frozen=True)
@@ -54,9 +73,10 @@ class LateCaptionJob:
     caption: str
 
 
-Job = TaggedJob | CaptionJob | LateCaptionJob
-# report(path, outcome, reason): outcome is "tagged", "tagged+caption", "captioned" or "failed"
-Report = Callable[[Path, str, str | None], None]
+Job = TaggedJob | CaptionJob | LateCaptionJob | AdoptedJob
+# report(path, outcome, reason, transient=False): outcome is "tagged", "tagged+caption",
+# "captioned", "adopted" or "failed" (transient: a failure that may pass by itself)
+Report = Callable[..., None]
 Show = Callable[[Path, dict], None]  # (file, {key: (before, after)}) in a dry run
 
 
@@ -111,6 +131,15 @@ class Writer:
         self._queue.task_done()
 
     def _handle(self, job: Job) -> None:
+        if isinstance(job, AdoptedJob):
+            self._adopt(job)
+            return
+        if isinstance(job, CaptionJob) and job.in_file:
+            if not self.dry_run:
+                self.store.save_caption(job.row_id, job.caption, stat_or_none(job.path))
+            log.info("indexed the caption the file already held: %s", display(job.path))
+            self.report(job.path, "caption-adopted", None)
+            return
         if isinstance(job, LateCaptionJob):
             job = self._resolve(job)
             if job is None:
@@ -124,12 +153,10 @@ class Writer:
             if not job.path.exists():  # deleted meanwhile: nothing to record
                 self.report(job.path, "failed", str(exc))
                 return
-            self.store.save_failure(job.path, None, str(exc))  # stat unknown → retried
-            self.report(job.path, "failed", str(exc))
+            self._failed(job.path, None, exc)  # stat unknown → retried
             return
         except PhotoError as exc:
-            self.store.save_failure(job.path, stat_or_none(job.path), str(exc))
-            self.report(job.path, "failed", str(exc))
+            self._failed(job.path, stat_or_none(job.path), exc)
             return
         if isinstance(job, CaptionJob):
             if not self.dry_run:
@@ -139,6 +166,20 @@ class Writer:
         if not self.dry_run:
             self.store.save_tagged(job.path, stat, job.content_hash, job.tagging, job.caption)
         self.report(job.path, "tagged+caption" if job.caption else "tagged", note)
+
+    def _failed(self, path: Path, stat: FileStat | None, exc: PhotoError) -> None:
+        transient = is_transient(exc)
+        if not self.dry_run:
+            self.store.save_failure(path, stat, str(exc), transient=transient)
+        self.report(path, "failed", str(exc), transient=transient)
+
+    def _adopt(self, job: AdoptedJob) -> None:
+        if not self.dry_run:
+            self.store.save_tagged(
+                job.path, stat_or_none(job.path), job.content_hash, job.tagging, job.caption
+            )
+        log.info("indexed what the file already held: %s", display(job.path))
+        self.report(job.path, "adopted", None)
 
     def _resolve(self, job: LateCaptionJob) -> CaptionJob | None:
         """The row the keyword write made; None when the photo changed, failed or went

@@ -93,6 +93,29 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
         CREATE INDEX journal_path ON journal(path, undone_at);
         """,
     ),
+    (
+        "0004_failure_kind",
+        """
+        -- Why a failed photo failed: 'transient' (disk full, permission denied, I/O error,
+        -- a share gone: tried again by the next scan, and by the daemon after a wait that
+        -- doubles with every attempt) or 'permanent' (not an image, damaged, unsupported:
+        -- left alone until the file changes). NULL for photos that did not fail.
+        ALTER TABLE photos ADD COLUMN failure TEXT;
+        -- Failures recorded before this column existed: classified by their message.
+        UPDATE photos SET failure = CASE
+            WHEN error LIKE '%No space left on device%' OR error LIKE '%Disk quota exceeded%'
+              OR error LIKE '%Permission denied%' OR error LIKE '%Operation not permitted%'
+              OR error LIKE '%Input/output error%' OR error LIKE '%Device or resource busy%'
+              OR error LIKE '%Text file busy%' OR error LIKE '%Read-only file system%'
+              OR error LIKE '%Stale file handle%' OR error LIKE '%not connected%'
+              OR error LIKE '%Resource temporarily unavailable%'
+              OR error LIKE '%No such device%' OR error LIKE '%timed out%'
+              OR error LIKE '%changed by another program%'
+              OR error LIKE '%being changed by another program%'
+            THEN 'transient' ELSE 'permanent' END
+        WHERE state = 'failed';
+        """,
+    ),
 )
 
 
@@ -113,6 +136,12 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             migrate(conn)
+        elif pending(conn):
+            conn.close()
+            raise StoreError(
+                f"the index {path} was made by an older photoscribe; run `photoscribe scan` "
+                "once (or restart `photoscribe run`) to bring it up to date"
+            )
     except sqlite3.Error as exc:
         raise open_error(path, exc) from exc
     return conn
@@ -190,6 +219,15 @@ def migrate(conn: sqlite3.Connection) -> None:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+
+
+def pending(conn: sqlite3.Connection) -> list[str]:
+    """Names of the migrations not applied yet to the index behind ``conn``."""
+    try:
+        applied = {row[0] for row in conn.execute("SELECT name FROM migrations")}
+    except sqlite3.OperationalError:  # no migrations table: nothing applied
+        applied = set()
+    return [name for name, _ in MIGRATIONS if name not in applied]
 
 
 def _statements(sql: str) -> list[str]:

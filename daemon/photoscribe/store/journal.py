@@ -29,12 +29,25 @@ class Journal:
         self.store = store
 
     def record(self, path: Path, target: Path, changes: dict[str, Change]) -> None:
+        """Record a write about to replace ``target``. It is recorded before the file is
+        replaced, so a kill in between leaves an entry for a write that never landed; the
+        next write of the same file finds the file still holding every value from before
+        that entry and takes the entry's place (one entry per write that happened)."""
         if not changes:
             return
+        text = json.dumps(changes, ensure_ascii=False)
+        new = json.loads(text)  # the shapes stored entries come back in
         with self.store.transaction() as c:
+            rows = c.execute(
+                "SELECT id, changes FROM journal WHERE path = ? AND target = ? "
+                "AND undone_at IS NULL",
+                (to_db(path), to_db(target)),
+            ).fetchall()
+            stale = [(r[0],) for r in rows if _never_landed(json.loads(r[1]), new)]
+            c.executemany("DELETE FROM journal WHERE id = ?", stale)
             c.execute(
                 "INSERT INTO journal (path, target, changes, written_at) VALUES (?, ?, ?, ?)",
-                (to_db(path), to_db(target), json.dumps(changes, ensure_ascii=False), time.time()),
+                (to_db(path), to_db(target), text, time.time()),
             )
 
     def pending(self, path: Path) -> list[Entry]:
@@ -61,6 +74,12 @@ class Journal:
         now = time.time()
         with self.store.transaction() as c:
             c.executemany("UPDATE journal SET undone_at = ? WHERE id = ?", [(now, i) for i in ids])
+
+
+def _never_landed(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """An earlier entry whose every key still holds the value from before it: the file
+    never got that write (or someone put every value back, which undo would do too)."""
+    return bool(old) and all(key in new and new[key][0] == change[0] for key, change in old.items())
 
 
 def _entry(r: Any) -> Entry:

@@ -17,8 +17,10 @@ from photoscribe.store.paths import from_db, to_db
 
 COLUMNS = (
     "id, path, size, mtime_ns, content_hash, state, model, keywords, caption, error, "
-    "attempts, updated_at"
+    "attempts, updated_at, failure"
 )
+TRANSIENT = "transient"  # photos.failure: may pass by itself; tried again
+PERMANENT = "permanent"  # photos.failure: stays until the file changes
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,12 @@ class PhotoRow:
     error: str | None
     attempts: int
     updated_at: float
+    failure: str | None = None  # TRANSIENT or PERMANENT when state is FAILED
+
+    @property
+    def transient(self) -> bool:
+        """A failure that may pass by itself (disk full, permission denied, ...)."""
+        return self.state is State.FAILED and self.failure == TRANSIENT
 
     def same_file(self, stat: FileStat) -> bool:
         return self.size == stat.size and self.mtime_ns == stat.mtime_ns
@@ -54,6 +62,7 @@ def _row(r: sqlite3.Row) -> PhotoRow:
         error=r["error"],
         attempts=r["attempts"],
         updated_at=r["updated_at"],
+        failure=r["failure"],
     )
 
 
@@ -164,6 +173,17 @@ class PhotoStore:
             found = {State(s): n for s, n in rows}
         return {s: found.get(s, 0) for s in State}
 
+    def failure_counts(self) -> dict[str, int]:
+        """Failed photos by kind: {TRANSIENT: n, PERMANENT: m}."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT coalesce(failure, ?), count(*) FROM photos WHERE state = 'failed' "
+                "GROUP BY 1",
+                (PERMANENT,),
+            ).fetchall()
+        found = dict(rows)
+        return {TRANSIENT: found.get(TRANSIENT, 0), PERMANENT: found.get(PERMANENT, 0)}
+
     def last_failures(self, limit: int = 10) -> list[PhotoRow]:
         return self._many(
             f"SELECT {COLUMNS} FROM photos WHERE state = 'failed' ORDER BY updated_at DESC LIMIT ?",
@@ -231,7 +251,7 @@ class PhotoStore:
                        state=excluded.state, model=excluded.model, keywords=excluded.keywords,
                        keywords_text=excluded.keywords_text, caption=excluded.caption,
                        embedding=excluded.embedding, error=NULL, attempts=0,
-                       updated_at=excluded.updated_at""",
+                       failure=NULL, updated_at=excluded.updated_at""",
                 (
                     to_db(path),
                     *_stat_cols(stat),
@@ -263,17 +283,24 @@ class PhotoStore:
                 (reason, time.time(), row_id),
             )
 
-    def save_failure(self, path: Path, stat: FileStat | None, reason: str) -> None:
+    def save_failure(
+        self, path: Path, stat: FileStat | None, reason: str, *, transient: bool = False
+    ) -> None:
+        """Record that ``path`` failed; ``attempts`` counts the failures in a row (the
+        daemon's wait before trying a transient failure again doubles with it)."""
         now = time.time()
+        kind = TRANSIENT if transient else PERMANENT
         with self._write() as c:
             c.execute(
                 """INSERT INTO photos (path, size, mtime_ns, state, error, attempts,
-                       created_at, updated_at)
-                   VALUES (?, ?, ?, 'failed', ?, 1, ?, ?)
+                       created_at, updated_at, failure)
+                   VALUES (?, ?, ?, 'failed', ?, 1, ?, ?, ?)
                    ON CONFLICT(path) DO UPDATE SET size=excluded.size,
                        mtime_ns=excluded.mtime_ns, state='failed', error=excluded.error,
-                       attempts=photos.attempts + 1, updated_at=excluded.updated_at""",
-                (to_db(path), *_stat_cols(stat), reason, now, now),
+                       attempts=CASE WHEN photos.state = 'failed' THEN photos.attempts + 1
+                                ELSE 1 END,
+                       updated_at=excluded.updated_at, failure=excluded.failure""",
+                (to_db(path), *_stat_cols(stat), reason, now, now, kind),
             )
 
     def mark_undone(self, path: Path, stat: FileStat | None) -> None:
@@ -282,7 +309,8 @@ class PhotoStore:
         with self._write() as c:
             c.execute(
                 "UPDATE photos SET state = 'undone', keywords = '[]', keywords_text = '', "
-                "caption = NULL, embedding = NULL, error = NULL, size = coalesce(?, size), "
+                "caption = NULL, embedding = NULL, error = NULL, failure = NULL, "
+                "size = coalesce(?, size), "
                 "mtime_ns = coalesce(?, mtime_ns), updated_at = ? WHERE path = ?",
                 (*_stat_cols(stat), time.time(), to_db(path)),
             )

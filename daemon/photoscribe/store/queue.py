@@ -92,6 +92,22 @@ class WorkQueue:
                 (time.time() + delay, *_stat_cols(stat), to_db(item.path), item.seq),
             )
 
+    def add_due_failures(self, first_wait: float, max_wait: float) -> int:
+        """Queue the photos whose transient failure is due for another try: ``first_wait``
+        seconds after the first failure, doubling with each failure in a row up to
+        ``max_wait``. Photos already queued are left as they are. Returns how many."""
+        now = time.time()
+        with self.store.transaction() as c:
+            return c.execute(
+                """INSERT INTO queue (path, kind, due, size, mtime_ns, seq, added_at)
+                   SELECT path, ?, ?, size, mtime_ns, ?, ? FROM photos
+                   WHERE state = 'failed' AND failure = 'transient'
+                     AND updated_at + min(?, ? * (1 << min(max(attempts, 1) - 1, 40))) <= ?
+                     AND path NOT IN (SELECT path FROM queue)
+                   ON CONFLICT(path) DO NOTHING""",
+                (PHOTO, now, next(self._seq), now, max_wait, first_wait, now),
+            ).rowcount
+
     def release_leases(self) -> int:
         """At start: rows a previous (killed) daemon had taken become due again."""
         with self.store.transaction() as c:

@@ -7,6 +7,8 @@ import threading
 from collections.abc import Callable, Sequence
 
 from photoscribe.captioning import CaptionStage, Done
+from photoscribe.errors import PhotoError
+from photoscribe.fsutil import read_photo
 from photoscribe.progress import Progress
 from photoscribe.records import Tagging
 from photoscribe.store import PhotoRow, PhotoStore
@@ -55,8 +57,8 @@ def _caption_in_file(row: PhotoRow) -> str | None:
     from photoscribe.metadata.recorded import read_recorded
 
     try:
-        data = row.path.read_bytes()
-    except OSError:
+        data = read_photo(row.path)
+    except (OSError, PhotoError):
         return None
     recorded = read_recorded(row.path, data)
     if recorded is None or (recorded.content_hash, recorded.model) != (
@@ -71,8 +73,8 @@ def _context(row: PhotoRow, context_of: Callable[[bytes], str | None] | None) ->
     if context_of is None:
         return None
     try:
-        return context_of(row.path.read_bytes())
-    except OSError:
+        return context_of(read_photo(row.path))
+    except (OSError, PhotoError):
         return None
 
 

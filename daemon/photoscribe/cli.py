@@ -98,6 +98,21 @@ def build_parser() -> argparse.ArgumentParser:
     undo.add_argument("--dry-run", action="store_true", help="show what would change only")
     undo.set_defaults(func=cmd_undo)
 
+    index = sub.add_parser("index", help="maintain the index").add_subparsers(
+        dest="index_command", required=True, metavar="ACTION"
+    )
+    rebuild = index.add_parser(
+        "rebuild",
+        help="rebuild the index from what photoscribe wrote into the photos (no CLIP, no LLM)",
+    )
+    rebuild.add_argument(
+        "paths", nargs="*", type=Path, metavar="PATH", help="folders (default: watch.folders)"
+    )
+    rebuild.add_argument(
+        "--embeddings", action="store_true", help="also compute CLIP embeddings (for search)"
+    )
+    rebuild.set_defaults(func=cmd_index_rebuild)
+
     doctor = sub.add_parser("doctor", help="check the index, the CLIP weights and the LLM server")
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
     doctor.set_defaults(func=cmd_doctor)
@@ -360,6 +375,27 @@ def cmd_undo(config: Config, args: argparse.Namespace) -> int:
     if summary.untouched:
         line += f", {summary.untouched} with nothing photoscribe wrote on record"
     print(line)
+    for path, reason in summary.failures[:MAX_FAILURES_SHOWN]:
+        print(f"  failed: {display(path)}: {reason}")
+    return 1 if summary.failures else 0
+
+
+def cmd_index_rebuild(config: Config, args: argparse.Namespace) -> int:
+    from photoscribe.errors import ConfigError
+    from photoscribe.progress import Progress
+    from photoscribe.service import rebuild_index
+
+    roots = args.paths or [*config.watch.folders, *config.watch.poll_folders]
+    if not roots:
+        raise ConfigError("give the folders to rebuild the index from (or set watch.folders)")
+    summary, aside = rebuild_index(config, roots, embeddings=args.embeddings, progress=Progress())
+    if aside is not None:
+        print(f"the damaged index was kept as {display(aside)}")
+    print(summary.line())
+    if args.embeddings:
+        print(f"{summary.embeddings} CLIP embeddings computed")
+    else:
+        print("CLIP search needs embeddings: `photoscribe index rebuild --embeddings` adds them")
     for path, reason in summary.failures[:MAX_FAILURES_SHOWN]:
         print(f"  failed: {display(path)}: {reason}")
     return 1 if summary.failures else 0

@@ -70,6 +70,10 @@ class StoreError(PhotoscribeError):
     exit_code = 4
 
 
+class DamagedIndexError(StoreError):
+    """The index file is not (or no longer) a sound SQLite database."""
+
+
 class AlreadyRunningError(PhotoscribeError):
     """Another `photoscribe run` already holds the instance lock on the same index."""
 

@@ -190,18 +190,22 @@ def fsync_dir(folder: Path) -> None:
 def read_photo(path: Path) -> bytes:
     """The bytes of the regular file ``path``; never blocks on a FIFO, socket or device
     that merely carries a photo's name (DecodeError names it instead)."""
+    _check_regular(path, os.stat(path).st_mode)  # a socket cannot even be opened
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise DecodeError(
-                f"{display(path)} is not a regular file ({_file_kind(st.st_mode)}), so it is "
-                "not a photo; photoscribe leaves it alone"
-            )
+        _check_regular(path, os.fstat(fd).st_mode)  # replaced meanwhile
         with open(fd, "rb", buffering=0, closefd=False) as f:
             return f.readall()  # sized by fstat: one buffer, as Path.read_bytes
     finally:
         os.close(fd)
+
+
+def _check_regular(path: Path, mode: int) -> None:
+    if not stat.S_ISREG(mode):
+        raise DecodeError(
+            f"{display(path)} is not a regular file ({_file_kind(mode)}), so it is "
+            "not a photo; photoscribe leaves it alone"
+        )
 
 
 def _file_kind(mode: int) -> str:

@@ -21,7 +21,7 @@ from photoscribe.captioning import CaptionStage
 from photoscribe.contenthash import content_hash, file_hash, sniff_format
 from photoscribe.errors import DecodeError, PhotoError, is_transient
 from photoscribe.formats import is_raw, needs_sidecar, same_named_jpeg
-from photoscribe.fsutil import display, file_stat
+from photoscribe.fsutil import display, file_stat, read_photo
 from photoscribe.progress import Progress
 from photoscribe.records import FileStat, Keyword, State, Summary, Tagging
 from photoscribe.store import PhotoRow, PhotoStore
@@ -204,7 +204,7 @@ class Pipeline:
         stat: FileStat | None = None
         try:
             stat = file_stat(path)
-            data = path.read_bytes()
+            data = read_photo(path)
             sidecar_only = needs_sidecar(path) or sniff_format(data) == "heif"
             digest = file_hash(data) if sidecar_only else content_hash(data)
             context = self.context_of(data) if self.context_of else None
@@ -214,7 +214,7 @@ class Pipeline:
                 if known:
                     return Known(path, stat, digest, _prefer_same_path(known, path), context)
                 recorded = self._recorded(path, data, digest)
-            tensor = self._prepare(*_image_source(path, data))
+            tensor = self._prepare(*image_source(path, data))
             return Loaded(path, digest, tensor, context, recorded)
         except PhotoError as exc:
             return Failed(path, stat, str(exc), is_transient(exc))
@@ -306,7 +306,7 @@ class Pipeline:
         )
 
 
-def _image_source(path: Path, data: bytes) -> tuple[bytes, bool]:
+def image_source(path: Path, data: bytes) -> tuple[bytes, bool]:
     """What to decode for the model: a RAW's JPEG twin if it has one, else its own
     embedded preview (raw=True); any other photo its own bytes."""
     if not is_raw(path):
@@ -314,8 +314,8 @@ def _image_source(path: Path, data: bytes) -> tuple[bytes, bool]:
     twin = same_named_jpeg(path)
     if twin is not None:
         try:
-            return twin.read_bytes(), False
-        except OSError:
+            return read_photo(twin), False
+        except (OSError, PhotoError):  # unreadable, or not a regular file: use the preview
             pass
     return data, True
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from photoscribe.captioning import CaptionStage
 from photoscribe.config import Config
 from photoscribe.errors import ConfigError
-from photoscribe.fsutil import display, stat_or_none
+from photoscribe.fsutil import display, read_photo, stat_or_none
 from photoscribe.pipeline import Pipeline
 from photoscribe.progress import Progress
 from photoscribe.records import Summary, Tagging
@@ -137,7 +137,7 @@ def describe(config: Config, path: Path, on_text) -> tuple[Tagging, str]:
     from photoscribe.vision import prepare
 
     try:
-        data = path.read_bytes()
+        data = read_photo(path)
     except OSError as exc:
         raise ConfigError(f"cannot read {display(path)}: {exc.strerror or exc}") from exc
     tagger = build_tagger(config)
@@ -244,6 +244,51 @@ def undo(
     finally:
         store.close()
     return summary
+
+
+def rebuild_index(config: Config, roots: Sequence[Path], *, embeddings: bool, progress: Progress):
+    """`photoscribe index rebuild`: index the photos under ``roots`` from what photoscribe
+    recorded in them (no CLIP, no LLM); a damaged index is set aside first, never deleted.
+    ``embeddings``: also compute CLIP embeddings for the photos restored (for search)."""
+    from photoscribe.rebuild import rebuild
+
+    aside = _set_aside_if_damaged(config.index_path)
+    paths = find_photos(roots, config.scan)
+    store = open_store(config.index_path)
+    try:
+        progress.start(len(paths), "photos")
+        summary = rebuild(store, paths, lambda outcome: progress.advance(outcome))
+        progress.finish()
+        if embeddings:
+            summary.embeddings = _fill_embeddings(config, store, paths)
+    finally:
+        store.close()
+    return summary, aside
+
+
+def _set_aside_if_damaged(path: Path) -> Path | None:
+    from photoscribe.errors import DamagedIndexError
+    from photoscribe.store.db import set_aside
+
+    if not path.exists():
+        return None
+    try:
+        store = open_store(path)
+    except DamagedIndexError:
+        return set_aside(path)
+    try:
+        problems = store.integrity_problems()
+    finally:
+        store.close()
+    return set_aside(path) if problems else None
+
+
+def _fill_embeddings(config: Config, store: PhotoStore, paths: Sequence[Path]) -> int:
+    from photoscribe.rebuild import fill_embeddings
+
+    tagger = build_tagger(config)
+    tagger.encoder.model.load()
+    return fill_embeddings(store, tagger, paths, config.model.batch_size)
 
 
 def _undo_photo(path: Path, entries: list, *, dry_run: bool, show) -> None:

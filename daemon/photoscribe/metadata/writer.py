@@ -11,7 +11,7 @@ import photoscribe
 from photoscribe.config import MetadataConfig
 from photoscribe.contenthash import content_hash, sniff_format
 from photoscribe.errors import DecodeError, MetadataError, PhotoChangedError
-from photoscribe.fsutil import atomic_replace, display, file_stat
+from photoscribe.fsutil import atomic_replace, display, file_stat, read_photo
 from photoscribe.metadata import backend, webp
 from photoscribe.metadata.fields import EXIF_IFD0_REQUIRED, WRITABLE_SCHEMAS
 from photoscribe.metadata.merge import Existing, Plan, exif_can_move, existing_from, plan
@@ -87,7 +87,7 @@ def _read(path: Path, where: str) -> tuple[FileStat, bytes]:
     """The file's identity, then its bytes; PhotoChangedError if they disagree."""
     try:
         before = file_stat(path)
-        data = path.read_bytes()
+        data = read_photo(path)
     except FileNotFoundError as exc:
         raise PhotoChangedError(f"{where} disappeared before its metadata was written") from exc
     except OSError as exc:

@@ -6,7 +6,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from photoscribe.errors import StoreError
+from photoscribe.errors import DamagedIndexError, StoreError
 from photoscribe.fsutil import display
 
 BUSY_TIMEOUT_MS = 10_000
@@ -163,8 +163,8 @@ def open_error(path: Path, exc: sqlite3.Error) -> StoreError:
     )
 
 
-def damaged(path: Path, what: str) -> StoreError:
-    return StoreError(
+def damaged(path: Path, what: str) -> DamagedIndexError:
+    return DamagedIndexError(
         f"the index {display(path)} is damaged ({what}); photoscribe leaves it as it is. "
         f"Your photos keep their tags: move the file aside (e.g. `mv {display(path)} "
         f"{display(path)}.damaged`) and run `photoscribe index rebuild FOLDER...` to "
@@ -242,3 +242,15 @@ def _statements(sql: str) -> list[str]:
     if buf.strip():
         out.append(buf.strip())
     return out
+
+
+def set_aside(path: Path, when: float | None = None) -> Path:
+    """Rename a damaged index (and its -wal/-shm files) to ``NAME.damaged-YYYYmmdd-HHMMSS``;
+    nothing is deleted. Returns the new name of the index file."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(when))
+    target = path.with_name(f"{path.name}.damaged-{stamp}")
+    for suffix in ("", "-wal", "-shm"):
+        part = path.with_name(path.name + suffix)
+        if part.exists():
+            part.rename(target.with_name(target.name + suffix))
+    return target

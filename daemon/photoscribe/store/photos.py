@@ -159,6 +159,10 @@ class PhotoStore:
             r = self._conn.execute(sql, (row_id,)).fetchone()
         return bytes(r[0]) if r and r[0] is not None else b""
 
+    def save_embedding(self, row_id: int, embedding: bytes) -> None:
+        with self._write() as c:
+            c.execute("UPDATE photos SET embedding = ? WHERE id = ?", (embedding, row_id))
+
     def needing_caption(self, model: str | None = None) -> list[PhotoRow]:
         """Photos with keywords but no caption yet (of ``model``, or of any model)."""
         return self._many(
@@ -261,7 +265,7 @@ class PhotoStore:
                     keywords_json(tagging.keywords),
                     labels,
                     caption,
-                    tagging.embedding,
+                    tagging.embedding or None,  # b"" or None: no embedding (yet)
                     now,
                     now,
                 ),

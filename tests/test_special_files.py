@@ -41,10 +41,10 @@ def test_a_scan_with_a_fifo_and_a_socket_named_like_photos_finishes(tmp_path: Pa
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(tiny_config_dict(tmp_path)))
     env = {**os.environ, "PYTHONPATH": str(DAEMON), "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, "-m", "photoscribe", "-c", str(config), "scan", "--no-caption"]
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "photoscribe", "-c", str(config), "scan", "--no-caption"]
-            + [str(photos)],
+            [*command, str(photos)],
             capture_output=True,
             text=True,
             timeout=120,  # before the fix: blocked for ever opening the pipe

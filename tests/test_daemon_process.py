@@ -8,7 +8,6 @@ import contextlib
 import os
 import random
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from photoscribe.store import open_store
 from conftest import tiny_config_dict
 from fixtures.daemon import wait_until, write_photo
 from fixtures.exiftool import exiftool_json
+from fixtures.notify import listen, receive_until
 
 
 @pytest.fixture
@@ -50,22 +50,6 @@ def start(cfg: Path, log: Path, **env: str) -> subprocess.Popen:
             stderr=subprocess.STDOUT,
             env=full_env,
         )
-
-
-def listen(path: Path) -> socket.socket:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(str(path))
-    sock.settimeout(60)
-    return sock
-
-
-def receive_until(sock: socket.socket, wanted: str) -> list[str]:
-    seen: list[str] = []
-    while True:
-        message = sock.recv(4096).decode()
-        seen.append(message)
-        if wanted in message.splitlines():
-            return seen
 
 
 def index_rows(index: Path) -> list:

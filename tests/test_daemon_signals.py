@@ -19,6 +19,7 @@ from photoscribe.store import open_store
 
 from conftest import tiny_config_dict
 from fixtures.daemon import wait_until, write_photo
+from fixtures.notify import listen, receive_until
 
 # The tagger blocks while the file GATE exists (a tagger stuck in torch, a hung
 # device); it creates GATE + ".entered" when it does, so the test knows.
@@ -64,22 +65,6 @@ def start(argv: list[str], log: Path, **env: str) -> subprocess.Popen:
         return subprocess.Popen(
             [sys.executable, *argv], stdout=out, stderr=subprocess.STDOUT, env=full_env
         )
-
-
-def listen(path: Path) -> socket.socket:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(str(path))
-    sock.settimeout(60)
-    return sock
-
-
-def receive_until(sock: socket.socket, wanted: str) -> list[str]:
-    """Datagrams up to and including the first with the line ``wanted``."""
-    seen: list[str] = []
-    while True:
-        seen.append(sock.recv(4096).decode())
-        if wanted in seen[-1].splitlines():
-            return seen
 
 
 def receive_for(sock: socket.socket, seconds: float) -> list[str]:

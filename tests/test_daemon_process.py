@@ -153,10 +153,7 @@ def test_kill_9_while_photos_are_in_flight_loses_nothing_and_writes_once(
     proc = start(cfg, log, NOTIFY_SOCKET=str(tmp_path / "notify.sock"))
     try:
         receive_until(sock, "READY=1")
-        wait_until(lambda: len(index_rows(index)) == len(originals), 120, "every photo indexed")
-        wait_until(lambda: _queue_empty(index), 60, "an empty queue")
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0
+        finish_and_stop(proc, index, len(originals))
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -195,15 +192,21 @@ def test_sigterm_with_work_queued_exits_0_and_a_restart_finishes_it(setup, tmp_p
 
     proc = start(cfg, log)
     try:
-        wait_until(lambda: len(index_rows(index)) == len(originals), 120, "every photo indexed")
-        wait_until(lambda: _queue_empty(index), 60, "an empty queue")
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0
+        finish_and_stop(proc, index, len(originals))
     finally:
         if proc.poll() is None:
             proc.kill()
     assert journal_writes(index) == {p: 1 for p in originals}
     check_written_once(photos, originals)
+
+
+def finish_and_stop(proc: subprocess.Popen, index: Path, photos: int) -> None:
+    """Wait until the daemon has indexed ``photos`` photos and emptied its queue, then
+    SIGTERM it; it must exit 0."""
+    wait_until(lambda: len(index_rows(index)) == photos, 120, "every photo indexed")
+    wait_until(lambda: _queue_empty(index), 60, "an empty queue")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0
 
 
 def in_flight(index: Path) -> int:

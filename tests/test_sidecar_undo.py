@@ -52,6 +52,11 @@ def exif(*paths: Path) -> list[dict]:
     return exiftool_json("-G1", "-a", "-struct", *paths)
 
 
+def without_atime(tags: dict) -> dict:
+    """Reading a file (as a dry run does) moves its access time: that is not a change."""
+    return {k: v for k, v in tags.items() if k != "System:FileAccessDate"}
+
+
 def as_list(value) -> list:
     return [] if value is None else value if isinstance(value, list) else [value]
 
@@ -243,13 +248,13 @@ def test_undo_restores_exactly_what_was_there(run, capsys) -> None:
         ["exiftool", "-q", "-overwrite_original", "-XMP-dc:Subject+=Urlaub", str(photo)],
         check=True,
     )
-    (tagged,) = exif(photo)
+    (tagged,) = map(without_atime, exif(photo))
     assert "green" in as_list(tagged["XMP-dc:Subject"])
 
     capsys.readouterr()
     assert run("undo", "--dry-run", str(photo)) == 0
     assert "Xmp.dc.subject" in capsys.readouterr().out
-    assert exif(photo)[0] == tagged  # dry run: nothing changed
+    assert without_atime(exif(photo)[0]) == tagged  # dry run: nothing changed (mtime too)
 
     assert run("undo", str(photo)) == 0
     after = whole_tags(photo, drop=RESERIALISED)

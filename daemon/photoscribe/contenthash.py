@@ -20,8 +20,10 @@ from __future__ import annotations
 import hashlib
 import struct
 from collections.abc import Callable
+from pathlib import Path
 
 from photoscribe.errors import DecodeError
+from photoscribe.formats import needs_sidecar
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -55,6 +57,14 @@ def sniff_format(data: bytes) -> str | None:
     if data[4:8] == b"ftyp" and data[8:12] in HEIF_BRANDS:
         return "heif"
     return None
+
+
+def photo_hash(path: Path, data: bytes) -> str:
+    """A photo's identity in the index: the whole file for RAW and HEIF (never written
+    into, recognised by name or by bytes), else the hash of its image data."""
+    if needs_sidecar(path) or sniff_format(data) == "heif":
+        return file_hash(data)
+    return content_hash(data)
 
 
 def file_hash(data: bytes) -> str:

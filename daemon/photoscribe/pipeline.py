@@ -18,9 +18,9 @@ from typing import Any
 
 from photoscribe.backlog import fill_captions
 from photoscribe.captioning import CaptionStage
-from photoscribe.contenthash import content_hash, file_hash, sniff_format
+from photoscribe.contenthash import photo_hash
 from photoscribe.errors import DecodeError, PhotoError, is_transient
-from photoscribe.formats import is_raw, needs_sidecar, same_named_jpeg
+from photoscribe.formats import is_raw, same_named_jpeg
 from photoscribe.fsutil import display, file_stat, read_photo
 from photoscribe.progress import Progress
 from photoscribe.records import FileStat, Keyword, State, Summary, Tagging
@@ -205,8 +205,7 @@ class Pipeline:
         try:
             stat = file_stat(path)
             data = read_photo(path)
-            sidecar_only = needs_sidecar(path) or sniff_format(data) == "heif"
-            digest = file_hash(data) if sidecar_only else content_hash(data)
+            digest = photo_hash(path, data)
             context = self.context_of(data) if self.context_of else None
             recorded = None
             if not self.force:

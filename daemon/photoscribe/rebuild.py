@@ -16,9 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from photoscribe.contenthash import content_hash, file_hash, sniff_format
+from photoscribe.contenthash import photo_hash
 from photoscribe.errors import PhotoError
-from photoscribe.formats import needs_sidecar
 from photoscribe.fsutil import display, file_stat, read_photo
 from photoscribe.records import FileStat, Keyword, State, Tagging
 from photoscribe.store import PhotoStore
@@ -96,8 +95,7 @@ def read_record(path: Path) -> Found | str:
 
     stat = file_stat(path)
     data = read_photo(path)
-    whole_file = needs_sidecar(path) or sniff_format(data) == "heif"
-    digest = file_hash(data) if whole_file else content_hash(data)
+    digest = photo_hash(path, data)
     recorded = read_recorded(path, data)
     if recorded is None or (not recorded.added_keywords and not recorded.description):
         return NO_RECORD

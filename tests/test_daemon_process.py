@@ -23,19 +23,14 @@ from photoscribe.fsutil import is_temp_name
 from photoscribe.records import State
 from photoscribe.store import open_store
 
-from conftest import tiny_config_dict
-from fixtures.daemon import wait_until, write_photo
+from fixtures.daemon import process_config, wait_until, write_photo
 from fixtures.exiftool import exiftool_json
 from fixtures.notify import listen, receive_until
 
 
 @pytest.fixture
 def setup(tmp_path: Path):
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    raw = tiny_config_dict(tmp_path)
-    raw["llm"] = {"enabled": False}
-    raw["watch"] = {"folders": [str(photos)], "settle_seconds": 0.3, "batch_wait": 0.2}
+    photos, raw = process_config(tmp_path)
     cfg = tmp_path / "config.yaml"
     cfg.write_text(yaml.safe_dump(raw), encoding="utf-8")
     return photos, cfg, Path(raw["index_path"])

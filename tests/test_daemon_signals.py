@@ -17,8 +17,7 @@ import yaml
 
 from photoscribe.store import open_store
 
-from conftest import tiny_config_dict
-from fixtures.daemon import wait_until, write_photo
+from fixtures.daemon import process_config, wait_until, write_photo
 from fixtures.notify import listen, receive_until
 
 # The tagger blocks while the file GATE exists (a tagger stuck in torch, a hung
@@ -46,11 +45,7 @@ sys.exit(main(sys.argv[2:]))
 
 @pytest.fixture
 def setup(tmp_path: Path):
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    raw = tiny_config_dict(tmp_path)
-    raw["llm"] = {"enabled": False}
-    raw["watch"] = {"folders": [str(photos)], "settle_seconds": 0.3, "batch_wait": 0.2}
+    photos, raw = process_config(tmp_path)
     return photos, raw, tmp_path / "config.yaml"
 
 

@@ -48,6 +48,7 @@ while True:
     if sidecar and i % 2:  # A creates the sidecar, B replaces it; then it goes again
         target.unlink()
     i += 1
+    print("wrote", i, flush=True)
 """
 VERSIONS = {  # description → photoscribe's keywords in that version
     "Version A: a red circle.": {"red", "circle"},
@@ -79,8 +80,10 @@ def as_set(value) -> set:
 
 
 def kill_writer_at_random(photo: Path, mode: str, rounds: int, check) -> set[str | None]:
-    """Start the writer, SIGKILL it after a random moment, ``check`` the files; repeat.
-    Returns the descriptions seen (None: the original)."""
+    """Start the writer, let it finish a random number (0-3) of writes, SIGKILL it at a random
+    moment after that, ``check`` the files; repeat. Counting finished writes first makes every
+    version show up however fast or slow this machine writes; the random sleep puts the kill
+    anywhere inside the next write(s). Returns the descriptions seen (None: the original)."""
     script = photo.parent.parent / "writer.py"
     script.write_text(WRITER, encoding="utf-8")
     rng = random.Random(f"{photo.name}-7")
@@ -90,6 +93,8 @@ def kill_writer_at_random(photo: Path, mode: str, rounds: int, check) -> set[str
             [sys.executable, str(script), str(photo), mode], stdout=subprocess.PIPE, text=True
         )
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        for done in range(1, rng.randrange(4) + 1):
+            assert proc.stdout.readline().split() == ["wrote", str(done)]
         time.sleep(rng.uniform(0.0, 0.25))  # the moment of the kill, not a synchronisation
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)

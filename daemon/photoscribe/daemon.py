@@ -195,11 +195,11 @@ class Daemon:
             return False
         items = self._not_in_flight(items)
         ready = [i for i in items if i.kind == PHOTO and self._settled(i)]
+        if ready:  # first: a photo moved here is found by its hash under its old path
+            self._process(ready)
         for item in items:
             if item.kind == GONE:
                 self._forget(item)
-        if ready:
-            self._process(ready)
         return True
 
     def _not_in_flight(self, items: list[QueueItem]) -> list[QueueItem]:

@@ -58,6 +58,9 @@ Outages (``go_down``/``come_back``) override every behaviour while they last:
   socket closes is dropped without an answer.
 - ``status``: every request (chat and models) gets ``status`` (default 500).
 
+``FakeOpenAI(numbered=True)``: each caption names its request ("A photo showing red and
+circle (request 7)."), so a photo captioned twice carries two different captions.
+
 Standalone, for demos: ``python tests/fakes/openai_server.py --port 8000`` serves until
 Ctrl-C (``--behavior``, ``--model``, ``--host``, ``--verbose``; see ``--help``).
 """
@@ -176,12 +179,16 @@ class FakeOpenAI:
         model: str | None = DEFAULT_MODEL,
         api_key: str | None = None,
         verbose: bool = False,
+        numbered: bool = False,
     ) -> None:
-        """``model=None`` accepts any model name; ``api_key`` set: require that Bearer key."""
+        """``model=None`` accepts any model name; ``api_key`` set: require that Bearer key;
+        ``numbered``: every caption names the request it answers ("... (request 7)"), so
+        that a photo captioned twice shows two different captions."""
         self.host, self.port = host, port
         self.model = model
         self.api_key = api_key
         self.verbose = verbose
+        self.numbered = numbered
         self._lock = threading.Lock()
         self._default: Behavior = ("normal", {})
         self._script: list[Behavior] = []
@@ -343,9 +350,11 @@ class FakeOpenAI:
         with self._lock:
             return list(self._requests)
 
-    def _record(self, body: dict[str, Any]) -> None:
+    def _record(self, body: dict[str, Any]) -> int:
+        """Keep ``body``; its number (1 for the first chat request)."""
         with self._lock:
             self._requests.append(body)
+            return len(self._requests)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -416,7 +425,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not isinstance(body, dict):
             self._error(400, "request body must be a JSON object")
             return
-        self.server.fake._record(body)
+        self._serial = self.server.fake._record(body)
         self.server.fake.last_headers = {k.lower(): v for k, v in self.headers.items()}
         if self._in_outage(chat=True):
             return
@@ -456,7 +465,8 @@ class _Handler(BaseHTTPRequestHandler):
         if name in ("truncated", "no_choices"):
             self._broken(body, name)
             return
-        content, reasoning = _reply(body, name, params)
+        serial = self._serial if self.server.fake.numbered else None
+        content, reasoning = _reply(body, name, params, serial)
         if name in ("stall", "hang_up"):
             self._stall(body, content, float(params.get("delay", 5.0 if name == "stall" else 0.5)))
             return
@@ -535,11 +545,19 @@ def _messages_text(body: dict[str, Any], role: str | None = None) -> str:
     return "\n".join(parts)
 
 
-def _reply(body: dict[str, Any], name: str, params: dict[str, Any]) -> tuple[str, str | None]:
+def _reply(
+    body: dict[str, Any], name: str, params: dict[str, Any], serial: int | None = None
+) -> tuple[str, str | None]:
     user = _messages_text(body, "user")
     chinese = bool(_CJK.search(_messages_text(body)))
     words = prompt_keywords(user)
     caption = chinese_caption(words) if chinese else english_caption(words)
+    if serial is not None:
+        caption = (
+            f"{caption[:-1]}（第{serial}次请求）。"
+            if chinese
+            else f"{caption[:-1]} (request {serial})."
+        )
     replies: dict[str, tuple[str, str | None]] = {
         "normal": (caption, None),
         "slow": (caption, None),

@@ -48,3 +48,35 @@ def test_a_move_due_together_with_its_gone_row_keeps_row_and_journal(tmp_path: P
         daemon.pipeline.writer.close()
     finally:
         store.close()
+
+
+def test_a_move_seen_after_its_old_row_was_dropped_takes_the_journal_along(
+    tmp_path: Path,
+) -> None:
+    """The other order, which no queue order can rule out (a folder's delete handled before
+    its new place was scanned): the old row is gone first, the photo is adopted at its new
+    name from its file's record, and its write journal follows it there."""
+    photos, raw = process_config(tmp_path)
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    old = write_photo(photos / "trip" / "a.jpg", 1)
+    kept = write_photo(photos / "b.jpg", 2)
+    assert main(["--config", str(cfg), "scan", str(photos)]) == 0
+    (photos / "trip").rename(photos / "旅行")
+    new = photos / "旅行" / "a.jpg"
+
+    store = open_store(config_from_dict(raw).index_path)
+    try:
+        daemon = Daemon(config_from_dict(raw), store, RecordingNotifier(), Controls())
+        daemon.queue.add([(photos / "trip", GONE, None)])
+        assert daemon._work()
+        assert store.by_path(old) is None  # dropped: nothing under trip/ exists
+        daemon.queue.add([(new, PHOTO, file_stat(new))])
+        assert daemon._work()
+        daemon.pipeline.flush()
+        assert store.by_path(new) is not None
+        journal = store.query("SELECT path FROM journal ORDER BY id")
+        assert [r[0] for r in journal] == [str(kept), str(new)]
+        daemon.pipeline.writer.close()
+    finally:
+        store.close()

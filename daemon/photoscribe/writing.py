@@ -178,6 +178,7 @@ class Writer:
             self.store.save_tagged(
                 job.path, stat_or_none(job.path), job.content_hash, job.tagging, job.caption
             )
+            self.journal.follow(job.path, job.content_hash)  # moved after its row was dropped
         log.info("indexed what the file already held: %s", display(job.path))
         self.report(job.path, "adopted", None)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -49,6 +50,29 @@ class Journal:
                 "INSERT INTO journal (path, target, changes, written_at) VALUES (?, ?, ?, ?)",
                 (to_db(path), to_db(target), text, time.time()),
             )
+
+    def follow(self, path: Path, content_hash: str) -> int:
+        """The photo at ``path`` was adopted from the record in its file: it is a photo
+        photoscribe wrote under another name whose index row was dropped before its new
+        name was looked at (a folder's delete handled before its new place was scanned).
+        Its writes, still under an old path that is neither indexed nor on disk, and with
+        ``content_hash`` as what they wrote, move to ``path`` so that undo finds them.
+        Returns how many entries moved."""
+        new = to_db(path)
+        with self.store.transaction() as c:
+            rows = c.execute(
+                "SELECT DISTINCT path FROM journal WHERE undone_at IS NULL AND path != ? "
+                "AND instr(changes, ?) > 0 AND path NOT IN (SELECT path FROM photos)",
+                (new, content_hash),
+            ).fetchall()
+            old = [r[0] for r in rows if not os.path.lexists(from_db(r[0]))]
+            moved = 0
+            for stale in old:
+                moved += c.execute(
+                    "UPDATE journal SET path = ?, target = replace(target, ?, ?) WHERE path = ?",
+                    (new, stale, new, stale),
+                ).rowcount
+        return moved
 
     def pending(self, path: Path) -> list[Entry]:
         """Writes to ``path`` not undone yet, newest first."""

@@ -144,6 +144,8 @@ class Writer:
             job = self._resolve(job)
             if job is None:
                 return
+        if isinstance(job, CaptionJob) and not self._still_waiting(job):
+            return  # captioned meanwhile: a late caption and the backlog both asked
         note = job.note if isinstance(job, TaggedJob) else None
         try:
             stat = self._write_file(job)
@@ -181,6 +183,11 @@ class Writer:
             self.journal.follow(job.path, job.content_hash)  # moved after its row was dropped
         log.info("indexed what the file already held: %s", display(job.path))
         self.report(job.path, "adopted", None)
+
+    def _still_waiting(self, job: CaptionJob) -> bool:
+        """The photo still waits for this caption (writes run one at a time, here)."""
+        row = self.store.by_path(job.path)
+        return row is not None and row.id == job.row_id and row.state is State.NEEDS_CAPTION
 
     def _resolve(self, job: LateCaptionJob) -> CaptionJob | None:
         """The row the keyword write made; None when the photo changed, failed or went

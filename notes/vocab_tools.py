@@ -156,6 +156,15 @@ def check() -> int:
                 if other and other != r["id"]:
                     warnings.append(f"alias.{lang} {a!r} of {r['id']} is the name of {other}")
 
+    for lang in ("en", "zh"):
+        owners: dict[str, list[str]] = defaultdict(list)
+        for r in rows:
+            for a in set(filter(None, r[f"aliases.{lang}"].split(";"))):
+                owners[a.casefold()].append(r["id"])
+        for a, ids in owners.items():
+            if len(ids) > 1:
+                warnings.append(f"alias.{lang} {a!r} shared by {ids}")
+
     def root(cid: str) -> str:
         seen_ids = set()
         while by_id[cid]["parents"] and cid not in seen_ids:

@@ -205,5 +205,24 @@ if __name__ == "__main__":
     if sys.argv[1] == "build":
         for s in sys.argv[2:]:
             build(Path(s))
-    else:
+    elif sys.argv[1] == "check":
         sys.exit(check())
+
+
+def set_field(cid: str, column: str, value: str) -> None:
+    """Edit one cell of the vocabulary in place (`set ID COLUMN VALUE`)."""
+    lines = VOCAB.read_text(encoding="utf-8").split("\n")
+    header = next(x for x in lines if x and not x.startswith("#")).split("\t")
+    col = header.index(column)
+    for i, line in enumerate(lines):
+        cells = line.split("\t")
+        if cells[0] == cid and not line.startswith("#") and len(cells) == len(header):
+            cells[col] = value
+            lines[i] = "\t".join(cells)
+            VOCAB.write_text("\n".join(lines), encoding="utf-8")
+            return
+    sys.exit(f"no concept {cid}")
+
+
+if __name__ == "__main__" and sys.argv[1] == "set":
+    set_field(*sys.argv[2:5])

@@ -36,6 +36,9 @@ def build(src: Path) -> None:
         if line.startswith("#"):
             out.append(line)
             continue
+        if line.startswith("@after "):
+            out.append(line)
+            continue
         if line.startswith("@p"):
             parents = line[2:].strip()
             continue
@@ -54,12 +57,36 @@ def build(src: Path) -> None:
         if "parent_only" in row["flags"] and prompts == en and "pr!" not in extra:
             pass
         out.append("\t".join(row[c] for c in COLUMNS))
+    if any(x.startswith("@after ") for x in out):
+        _insert_blocks(out)
+        return
     if not VOCAB.exists():
         VOCAB.write_text(
             "# photoscribe vocabulary: concepts people search photos for (format: see README)\n"
             + "\t".join(COLUMNS) + "\n", encoding="utf-8")
     with VOCAB.open("a", encoding="utf-8") as fh:
         fh.write("\n".join(out) + "\n")
+
+
+def _insert_blocks(out: list[str]) -> None:
+    """`@after ID` blocks: insert the following rows after concept ID's row."""
+    lines = VOCAB.read_text(encoding="utf-8").rstrip("\n").split("\n")
+    target = None
+    blocks: list[tuple[str, list[str]]] = []
+    for row in out:
+        if row.startswith("@after "):
+            target = row.split()[1]
+            blocks.append((target, []))
+        elif target is None:
+            sys.exit("rows before the first @after")
+        else:
+            blocks[-1][1].append(row)
+    for target, rows in blocks:
+        idx = next((i for i, x in enumerate(lines) if x.split("\t")[0] == target), None)
+        if idx is None:
+            sys.exit(f"@after {target}: no such concept")
+        lines[idx + 1 : idx + 1] = rows
+    VOCAB.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def load() -> tuple[list[dict[str, str]], list[tuple[str, int]]]:
@@ -113,9 +140,9 @@ def check() -> int:
                     errors.append(f"{cid}: empty alias in {col}")
         if r["threshold"]:
             float(r["threshold"])
-        if re.search(r"[\u4e00-\u9fff]", r["name.en"] + r["aliases.en"] + r["prompts"]):
+        if re.search(r"[\u3400-\u4dbf\u4e00-\u9fff]", r["name.en"] + r["aliases.en"] + r["prompts"]):
             errors.append(f"{cid}: Chinese in an English column")
-        if not re.search(r"[\u4e00-\u9fff]", r["name.zh"]):
+        if not re.search(r"[\u3400-\u4dbf\u4e00-\u9fff]", r["name.zh"]):
             errors.append(f"{cid}: name.zh has no Chinese: {r['name.zh']!r}")
     for r in rows:
         for p in filter(None, r["parents"].split(";")):

@@ -79,6 +79,8 @@ def _insert_blocks(out: list[str]) -> None:
             blocks.append((target, []))
         elif target is None:
             sys.exit("rows before the first @after")
+        elif not row.startswith("#") and not row.split("\t")[1]:
+            sys.exit(f"@after block row without parents: {row.split(chr(9))[0]}")
         else:
             blocks[-1][1].append(row)
     for target, rows in blocks:

@@ -61,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--json", action="store_true", help="machine-readable output")
     search.set_defaults(func=cmd_search)
 
+    serve = sub.add_parser("serve", help="a local web page: search, photos, look-alikes, status")
+    serve.add_argument("--port", type=int, help="instead of web.port (0: any free port)")
+    serve.set_defaults(func=cmd_serve)
+
     status = sub.add_parser("status", help="counts by state and the last failures")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(func=cmd_status)
@@ -210,6 +214,18 @@ def _failed_kinds(failed: int, transient: int) -> str:
     if permanent:
         parts.append(f"{permanent} will be tried again only when the file changes")
     return "; ".join(parts)
+
+
+def cmd_serve(config: Config, args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from photoscribe.web import serve
+
+    if args.port is not None:
+        web = dataclasses.replace(config.web, port=args.port)
+        config = dataclasses.replace(config, web=web)
+    serve(config, announce=lambda line: print(line, flush=True))
+    return 0
 
 
 def cmd_search(config: Config, args: argparse.Namespace) -> int:

@@ -19,7 +19,6 @@ from photoscribe.records import State, Summary
 
 log = logging.getLogger("photoscribe")
 MAX_FAILURES_SHOWN = 20
-DAEMON_STALE_S = 30.0  # a running daemon publishes its state every few seconds
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     search.add_argument("--json", action="store_true", help="machine-readable output")
     search.set_defaults(func=cmd_search)
+
+    serve = sub.add_parser("serve", help="a local web page: search, photos, look-alikes, status")
+    serve.add_argument("--port", type=int, help="instead of web.port (0: any free port)")
+    serve.set_defaults(func=cmd_serve)
 
     status = sub.add_parser("status", help="counts by state and the last failures")
     status.add_argument("--json", action="store_true", help="machine-readable output")
@@ -213,6 +216,18 @@ def _failed_kinds(failed: int, transient: int) -> str:
     return "; ".join(parts)
 
 
+def cmd_serve(config: Config, args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from photoscribe.web import serve
+
+    if args.port is not None:
+        web = dataclasses.replace(config.web, port=args.port)
+        config = dataclasses.replace(config, web=web)
+    serve(config, announce=lambda line: print(line, flush=True))
+    return 0
+
+
 def cmd_search(config: Config, args: argparse.Namespace) -> int:
     from photoscribe.service import run_search
 
@@ -231,43 +246,25 @@ def cmd_search(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_status(config: Config, args: argparse.Namespace) -> int:
+    from photoscribe.statusreport import status_report
     from photoscribe.store import open_store
     from photoscribe.store.photos import PERMANENT, TRANSIENT
-    from photoscribe.store.queue import queue_depth
 
     store = open_store(config.index_path, readonly=True)
-    counts = store.counts()
-    failures = store.last_failures(10)
-    problems = caption_problems(store)
-    daemon = daemon_status(store)
+    report = status_report(store, config.index_path)
     if args.json:
-        json.dump(
-            {
-                "index": str(config.index_path),
-                "counts": {s.value: n for s, n in counts.items()},
-                "queued": queue_depth(store),
-                "daemon": daemon,
-                "failures": store.failure_counts(),
-                "last_failures": [
-                    {"path": display(r.path), "reason": r.error, "kind": r.failure}
-                    for r in failures
-                ],
-                "caption_problems": [{"reason": r, "photos": n} for r, n in problems],
-            },
-            sys.stdout,
-            ensure_ascii=False,
-            indent=2,
-        )
+        json.dump(report, sys.stdout, ensure_ascii=False, indent=2)
         sys.stdout.write("\n")
         return 0
+    counts, kinds = report["counts"], report["failures"]
     print(f"index: {config.index_path}")
     print(f"  done (keywords + caption): {counts[State.DONE]}")
     print(f"  keywords, waiting for a caption: {counts[State.NEEDS_CAPTION]}")
-    for reason, photos in problems:
+    for problem in report["caption_problems"]:
+        reason, photos = problem["reason"], problem["photos"]
         kind, sep, why = reason.partition(": ")
         kind = kind.removeprefix("caption ")
         print(f"    {photos} {kind}: {why}" if sep else f"    {photos}: {reason}")
-    kinds = store.failure_counts()
     print(
         f"  failed: {counts[State.FAILED]} ({kinds[TRANSIENT]} to be tried again: disk, "
         f"permission or I/O problems; {kinds[PERMANENT]} until the file changes)"
@@ -276,43 +273,11 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
     )
     if counts[State.UNDONE]:
         print(f"  undone (photoscribe's metadata taken out): {counts[State.UNDONE]}")
-    for row in failures:
-        again = " (will be tried again)" if row.transient else ""
-        print(f"    {display(row.path)}: {row.error}{again}")
-    print(describe_daemon(daemon))
+    for failure in report["last_failures"]:
+        again = " (will be tried again)" if failure["kind"] == TRANSIENT else ""
+        print(f"    {failure['path']}: {failure['reason']}{again}")
+    print(describe_daemon(report["daemon"]))
     return 0
-
-
-def caption_problems(store, limit: int = 3) -> list[tuple[str, int]]:
-    """The commonest reasons, recorded in the index, why photos still wait for a caption."""
-    rows = store.query(
-        "SELECT error, count(*) AS n FROM photos WHERE state = ? AND error IS NOT NULL "
-        "GROUP BY error ORDER BY n DESC, error LIMIT ?",
-        (State.NEEDS_CAPTION.value, limit),
-    )
-    return [(row["error"], row["n"]) for row in rows]
-
-
-def daemon_status(store) -> dict | None:
-    """What a running `photoscribe run` last published, or None if none runs."""
-    from photoscribe.store.queue import read_state
-
-    found = read_state(store, "daemon")
-    if found is None:
-        return None
-    state, age = found
-    alive = state.get("state") == "running" and age < DAEMON_STALE_S and _pid_alive(state)
-    return {**state, "running": alive, "age_s": round(age, 1)}
-
-
-def _pid_alive(state: dict) -> bool:
-    try:
-        os.kill(int(state.get("pid", 0)), 0)
-    except PermissionError:
-        return True  # runs as another user (the service)
-    except (OSError, ValueError):
-        return False
-    return True
 
 
 def describe_daemon(daemon: dict | None) -> str:

@@ -155,6 +155,22 @@ class SearchConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    address: str = "127.0.0.1"  # `photoscribe serve`; another address opens it (no login!)
+    port: int = 8765
+    allowed_hosts: tuple[str, ...] = ()  # Host names besides 127.0.0.1/localhost (rebinding)
+    roots: tuple[Path, ...] = ()  # folders whose photos it shows; default: watch folders
+    clip: bool = True  # CLIP text search (loads the text tower once, kept warm)
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    enabled: bool = False  # Prometheus metrics of the daemon (`photoscribe run`)
+    address: str = "127.0.0.1"  # only this machine may scrape; 0.0.0.0 opens it to the network
+    port: int = 9721
+
+
+@dataclass(frozen=True)
 class Config:
     index_path: Path = field(default_factory=lambda: _state_dir() / "index.sqlite3")
     cache_dir: Path = field(default_factory=_cache_dir)
@@ -166,6 +182,8 @@ class Config:
     scan: ScanConfig = ScanConfig()
     watch: WatchConfig = WatchConfig()
     search: SearchConfig = SearchConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    web: WebConfig = WebConfig()
 
     def llm_api_key(self) -> str:
         if self.llm.api_key_file:
@@ -321,6 +339,8 @@ def validate(config: Config) -> Config:
             f"llm.context may list only: {', '.join(CONTEXT_FIELDS)}",
         ),
         (config.llm.retries >= 0, "llm.retries must not be negative"),
+        (0 <= config.metrics.port <= 65535, "metrics.port must be between 0 and 65535"),
+        (0 <= config.web.port <= 65535, "web.port must be between 0 and 65535"),
         (config.scan.decode_workers >= 1, "scan.decode_workers must be at least 1"),
         (config.watch.settle_seconds >= 0, "watch.settle_seconds must not be negative"),
         (config.watch.poll_interval > 0, "watch.poll_interval must be positive"),

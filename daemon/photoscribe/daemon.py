@@ -28,8 +28,9 @@ from photoscribe.config import Config
 from photoscribe.errors import ConfigError, PhotoscribeError
 from photoscribe.fsutil import display, file_stat, stat_or_none
 from photoscribe.liveness import Pinger
+from photoscribe.metrics import MetricsServer, Snapshot, build_metrics
 from photoscribe.pipeline import Pipeline
-from photoscribe.records import Summary
+from photoscribe.records import State, Summary
 from photoscribe.service import (
     build_captions,
     build_context_reader,
@@ -87,10 +88,16 @@ class Daemon:
         self.controls = controls
         self.reload_config = reload_config
         self.queue = WorkQueue(store)
-        self.activity = Activity()
+        self.tagger = tagger or build_tagger(config)
+        self.metrics = build_metrics(
+            config.metrics.enabled,
+            self.tagger.encoder.model_id,
+            config.llm.base_url if config.llm.enabled else None,
+        )
+        self._metrics_server: MetricsServer | None = None
+        self.activity = Activity(on_record=self.metrics.record)
         self.pinger = Pinger(notifier, self.activity, config.watch.stuck_minutes * 60)
         self.inbox = Inbox(controls.wake)
-        self.tagger = tagger or build_tagger(config)
         self._taken: dict[Path, int] = {}  # leased queue rows: path → seq
         self._taken_lock = threading.Lock()
         self._rescans: set[Path] = set()
@@ -119,6 +126,9 @@ class Daemon:
             log.info(
                 "%d photos were in progress when photoscribe last stopped; redoing them", released
             )
+        if self.metrics.enabled:  # a taken port stops the start, with the key to change
+            cfg = self.config.metrics
+            self._metrics_server = MetricsServer(self.metrics, cfg.address, cfg.port)
         self.watcher.start()
         self._request_scan(self.watcher.roots)
         self.notifier.ready(self._publish(force=True))
@@ -139,6 +149,8 @@ class Daemon:
         self.pipeline.captions.close(cancel=True)
         self.pipeline.writer.close()
         self._publish(force=True, state="stopped")
+        if self._metrics_server is not None:
+            self._metrics_server.stop()
         log.info("stopped; %d queued for the next start", self.queue.depth())
 
     def _stop_threads(self) -> None:
@@ -423,6 +435,8 @@ class Daemon:
         queued = self.queue.depth()
         line = status_line(len(self.watcher.roots), queued, self.activity.rate(), self.llm_state())
         publish_state(self.store, "daemon", self._state(state, queued, line))
+        if self.metrics.enabled:
+            self.metrics.update(self._snapshot(queued))
         if line != self._status:
             self._status = line
             self.notifier.status(line)
@@ -443,6 +457,16 @@ class Daemon:
             "model": "loaded" if self.tagger.encoder.model.loaded else "unloaded",
             "status": line,
         }
+
+    def _snapshot(self, queued: int) -> Snapshot:
+        return Snapshot(
+            queued=queued,
+            in_progress=len(self._taken),
+            captions_waiting=self.store.counts()[State.NEEDS_CAPTION],
+            llm=self.llm_state(),
+            model_loaded=self.tagger.encoder.model.loaded,
+            photos_per_s=self.activity.rate(),
+        )
 
     # -- building and reloading --------------------------------------------------------
     def _new_pipeline(self) -> Pipeline:

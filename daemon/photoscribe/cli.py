@@ -318,11 +318,14 @@ def _pid_alive(state: dict) -> bool:
 def describe_daemon(daemon: dict | None) -> str:
     if not daemon or not daemon["running"]:
         return "daemon: not running"
-    return (
+    text = (
         f"daemon: running (pid {daemon['pid']}) · {daemon['status']}\n"
         f"  in progress: {daemon['in_progress']} · CLIP model {daemon['model']} · "
         f"LLM {daemon['llm']}"
     )
+    for folder, why in daemon.get("unavailable", {}).items():  # e.g. a NAS not mounted
+        text += f"\n  unavailable: {folder}: {why}; its photos stay in the index"
+    return text
 
 
 def _quiet_libraries(record: logging.LogRecord) -> bool:

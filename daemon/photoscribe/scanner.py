@@ -33,13 +33,39 @@ def find_photos(
     links = LinkPolicy(cfg.follow_symlinks, roots if within is None else within)
     found: dict[Path, None] = {}
     for root in roots:
-        if not root.exists():
-            raise ConfigError(f"{display(root)} does not exist")
+        _check_root(root)
         for path in _walk(root.absolute(), cfg, links, stop):
             found.setdefault(path, None)
+    _log_skipped(links)
+    return sorted(found)
+
+
+def walk_photos(
+    root: Path,
+    cfg: ScanConfig,
+    stop: threading.Event | None = None,
+    *,
+    within: Iterable[Path] | None = None,
+) -> Iterator[Path]:
+    """The photos under ``root`` one by one, folder by folder (names sorted within a
+    folder), in constant memory: for a catch-up of a big tree. A photo reached through a
+    followed symbolic link may come twice (as the link's target and in its own folder)."""
+    links = LinkPolicy(cfg.follow_symlinks, [root] if within is None else within)
+    _check_root(root)
+    yield from _walk(root.absolute(), cfg, links, stop)
+    _log_skipped(links)
+
+
+def _check_root(root: Path) -> None:
+    if not root.exists():
+        raise ConfigError(
+            f"{display(root)} does not exist; check the path (a drive or share not mounted?)"
+        )
+
+
+def _log_skipped(links: LinkPolicy) -> None:
     if links.skipped:
         log.info("skipped %d symbolic links to files (scan.follow_symlinks is off)", links.skipped)
-    return sorted(found)
 
 
 class LinkPolicy:

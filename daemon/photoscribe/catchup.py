@@ -174,7 +174,7 @@ def _gone(
         if not page:
             break
         last = page[-1][0]
-        missing = [p for r in page if not os.path.lexists(p := from_db(r[0]))]
+        missing = [from_db(t) for (t,) in page if not os.path.lexists(_fs_path(t))]
         gone = [(p, GONE, None) for p in missing if volumes.gone(p, [root])]
         if len(gone) < len(missing):
             log.info(
@@ -186,6 +186,11 @@ def _gone(
             sink(gone)
             count += len(gone)
     return count
+
+
+def _fs_path(text: str) -> str | Path:
+    """The file system path of an index path text (the text itself for ASCII)."""
+    return text if text.isascii() else from_db(text)
 
 
 def _needs_work(row: Indexed | None, stat: FileStat, model_id: str) -> bool:

@@ -31,9 +31,12 @@ from fixtures.mountns import MountNamespace
 class Share:
     """The watched folder ``photos`` with a tmpfs (kept at ``backing``) bound onto it."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, how: str) -> None:
         self.ns = MountNamespace()
         self.photos, raw = process_config(tmp_path)
+        if how == "poll_folders":  # a network share polled: its files vanish from a poll
+            raw["watch"].update({"folders": [], "poll_folders": [str(self.photos)]})
+            raw["watch"]["poll_interval"] = 0.5
         self.index = Path(raw["index_path"])
         self.config = tmp_path / "config.yaml"
         self.config.write_text(yaml.safe_dump(raw), encoding="utf-8")
@@ -83,9 +86,9 @@ class Share:
             store.close()
 
 
-@pytest.fixture
-def share(tmp_path: Path) -> Iterator[Share]:
-    made = Share(tmp_path)
+@pytest.fixture(params=["folders", "poll_folders"])
+def share(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Share]:
+    made = Share(tmp_path, request.param)
     try:
         yield made
     finally:

@@ -23,6 +23,7 @@ from photoscribe.errors import StoreError
 from photoscribe.records import State
 from photoscribe.store import open_store
 from photoscribe.store.queue import queue_depth, read_state
+from photoscribe.volumes import Volumes
 
 from fixtures.daemon import process_config, wait_until, write_photo
 from fixtures.mountns import MountNamespace
@@ -170,5 +171,28 @@ def test_scan_of_a_missing_folder_says_so_and_keeps_the_index(
     store = open_store(Path(raw["index_path"]), readonly=True)
     try:
         assert [r.path for r in store.rows_under(photos)] == [photos / "a.jpg"]
+    finally:
+        store.close()
+
+
+def test_before_its_file_system_is_known_an_empty_folder_with_indexed_photos_is_kept(
+    tmp_path: Path,
+) -> None:
+    """An index made by `photoscribe scan` alone has no record of the folder's file
+    system: an empty folder that the index holds photos in then counts as unmounted."""
+    store = open_store(tmp_path / "index.sqlite3")
+    try:
+        folder = tmp_path / "nas"
+        folder.mkdir()
+        store.save_failure(folder / "a.jpg", None, "test row")
+        volumes = Volumes(store)
+        assert "it is empty, yet the index holds photos there" in (volumes.absent(folder) or "")
+        assert not volumes.gone(folder / "a.jpg", [folder])
+        (folder / "b.jpg").write_bytes(b"x")  # a folder in use: a.jpg really was deleted
+        assert volumes.absent(folder) is None and volumes.gone(folder / "a.jpg", [folder])
+        volumes.record(folder)
+        (folder / "b.jpg").unlink()  # empty, but on the file system it was recorded on
+        again = Volumes(store)  # read back from the index
+        assert again.absent(folder) is None and again.gone(folder / "a.jpg", [folder])
     finally:
         store.close()

@@ -283,11 +283,14 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
 def describe_daemon(daemon: dict | None) -> str:
     if not daemon or not daemon["running"]:
         return "daemon: not running"
-    return (
+    text = (
         f"daemon: running (pid {daemon['pid']}) · {daemon['status']}\n"
         f"  in progress: {daemon['in_progress']} · CLIP model {daemon['model']} · "
         f"LLM {daemon['llm']}"
     )
+    for folder, why in daemon.get("unavailable", {}).items():  # e.g. a NAS not mounted
+        text += f"\n  unavailable: {folder}: {why}; its photos stay in the index"
+    return text
 
 
 def _quiet_libraries(record: logging.LogRecord) -> bool:

@@ -39,6 +39,7 @@ from photoscribe.service import (
 )
 from photoscribe.store import PhotoStore
 from photoscribe.store.queue import GONE, PHOTO, QueueItem, WorkQueue, publish_state
+from photoscribe.volumes import Presence, Volumes
 from photoscribe.watcher import Change, FolderWatcher, Inbox
 
 log = logging.getLogger("photoscribe.daemon")
@@ -51,6 +52,7 @@ MAX_CAPTION_WAIT_S = 600.0
 RETRY_BATCH_S = 60.0
 MAX_FAILURE_WAIT_S = 3600.0  # a transient failure is tried again at least hourly
 FAILURE_CHECK_S = 5.0  # how often the index is asked for failures due for another try
+FOLDER_CHECK_S = 2.0  # how often the watched folders are checked for being mounted
 FINAL = frozenset({"tagged", "tagged+caption", "adopted", "skipped", "failed"})
 
 
@@ -115,6 +117,9 @@ class Daemon:
         self.started_at = time.time()
         self.pipeline = self._new_pipeline()
         self.watcher = self._new_watcher()
+        self.volumes = Volumes(store)
+        self.presence = Presence(self.volumes, self.watcher.roots)
+        self._next_folder_check = 0.0
 
     # -- life cycle ------------------------------------------------------------------
     def run(self) -> None:
@@ -274,11 +279,12 @@ class Daemon:
 
     def _forget(self, item: QueueItem) -> None:
         """A photo (or a folder of them) was deleted or moved away."""
-        if not os.path.lexists(item.path):
+        roots = self.watcher.roots
+        if self.volumes.gone(item.path, roots):  # not when its drive is just unmounted
             if self.store.delete(item.path):
                 log.info("removed from the index (deleted): %s", display(item.path))
             for row in self.store.rows_under(item.path):
-                if not os.path.lexists(row.path) and self.store.delete(row.path):
+                if self.volumes.gone(row.path, roots) and self.store.delete(row.path):
                     log.info("removed from the index (deleted): %s", display(row.path))
         self.queue.done(item.path, item.seq)
 
@@ -302,25 +308,27 @@ class Daemon:
 
     def _scan(self, roots: list[Path]) -> None:
         started = time.monotonic()
+        settle = self.config.watch.settle_seconds
         try:
-            todo, gone = catchup.changes(
+            found = catchup.catch_up(
                 roots,
                 self.store,
                 self.config.scan,
                 self.tagger.encoder.model_id,
+                lambda items: self.queue.add(items, delay=settle),
+                lambda items: self.queue.add(items, delay=settle + GONE_DELAY_S),
                 self.controls.stop,
                 within=self.watcher.roots,
+                volumes=self.volumes,
             )
-            self.queue.add(todo, delay=self.config.watch.settle_seconds)
-            self.queue.add(gone, delay=self.config.watch.settle_seconds + GONE_DELAY_S)
         except Exception:
             log.exception("catch-up scan of %s failed", ", ".join(map(display, roots)))
             return
         log.info(
             "catch-up scan of %s: %d new or changed, %d gone (%.1f s)",
             ", ".join(map(display, roots)),
-            len(todo),
-            len(gone),
+            found.todo,
+            found.gone,
             time.monotonic() - started,
         )
         self.controls.wake.set()
@@ -334,6 +342,7 @@ class Daemon:
             self._request_scan(self.watcher.roots)
         self._captions_if_due(now)
         self._retry_failures_if_due(now)
+        self._check_folders_if_due(now)
         self._unload_if_idle(now)
         self._publish()
         self._mark_alive()
@@ -377,6 +386,15 @@ class Daemon:
         if queued:
             log.info("trying %d photos again that failed for a passing reason", queued)
             self.controls.wake.set()
+
+    def _check_folders_if_due(self, now: float) -> None:
+        """A watched folder that was unmounted and is back: watch it anew, catch up."""
+        if now < self._next_folder_check:
+            return
+        self._next_folder_check = now + FOLDER_CHECK_S
+        for root in self.presence.check():
+            self.watcher.rewatch(root)
+            self._request_scan([root])
 
     def _back_off(self, now: float, waiting: int) -> None:
         log.info(
@@ -456,6 +474,7 @@ class Daemon:
             "llm": self.llm_state(),
             "model": "loaded" if self.tagger.encoder.model.loaded else "unloaded",
             "status": line,
+            "unavailable": {display(p): why for p, why in self.presence.unavailable.items()},
         }
 
     def _snapshot(self, queued: int) -> Snapshot:
@@ -536,6 +555,7 @@ class Daemon:
         self._next_captions = 0.0
         self.pipeline = self._new_pipeline()
         self.watcher = self._new_watcher()
+        self.presence = Presence(self.volumes, self.watcher.roots)
         self.watcher.start()
         self._request_scan(self.watcher.roots)
         logging.getLogger().setLevel(new.log_level)

@@ -142,6 +142,31 @@ def atomic_replace(
     return file_stat(path)
 
 
+def write_error(path: Path, exc: OSError) -> str:
+    """What went wrong writing ``path``, for the user: which disk is full or read-only."""
+    where, why = display(path), exc.strerror or str(exc)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (
+            f"cannot write {where}: disk full on {display(mount_point(path))} (free some "
+            f"space there; it will be written then): {why}"
+        )
+    if exc.errno == errno.EROFS:
+        return f"cannot write {where}: {display(mount_point(path))} is mounted read-only: {why}"
+    return f"cannot write {where}: {why}"
+
+
+def mount_point(path: Path) -> Path:
+    """The folder the file system holding ``path`` is mounted on."""
+    current = path if path.is_dir() else path.parent
+    try:
+        dev = os.stat(current).st_dev
+        while current != current.parent and os.stat(current.parent).st_dev == dev:
+            current = current.parent
+    except OSError:
+        pass
+    return current
+
+
 def write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:

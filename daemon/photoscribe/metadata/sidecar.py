@@ -26,6 +26,7 @@ from photoscribe.fsutil import (
     fsync_dir,
     stat_or_none,
     write_all,
+    write_error,
 )
 from photoscribe.metadata import backend
 from photoscribe.metadata.merge import existing_from, plan
@@ -159,7 +160,7 @@ def _store(target: Path, data: bytes, stat: FileStat | None) -> None:
         else:
             _create(target, data)
     except OSError as exc:
-        raise MetadataError(f"cannot write {display(target)}: {exc.strerror or exc}") from exc
+        raise MetadataError(write_error(target, exc)) from exc
 
 
 def _create(target: Path, data: bytes) -> None:

@@ -11,7 +11,7 @@ import photoscribe
 from photoscribe.config import MetadataConfig
 from photoscribe.contenthash import content_hash, sniff_format
 from photoscribe.errors import DecodeError, MetadataError, PhotoChangedError
-from photoscribe.fsutil import atomic_replace, display, file_stat, read_photo
+from photoscribe.fsutil import atomic_replace, display, file_stat, read_photo, write_error
 from photoscribe.metadata import backend, webp
 from photoscribe.metadata.fields import EXIF_IFD0_REQUIRED, WRITABLE_SCHEMAS
 from photoscribe.metadata.merge import Existing, Plan, exif_can_move, existing_from, plan
@@ -79,7 +79,7 @@ def write_annotation(
     try:
         stat = atomic_replace(path, new_data, before, keep_mtime=config.keep_mtime)
     except OSError as exc:
-        raise MetadataError(f"cannot write {where}: {exc.strerror or exc}") from exc
+        raise MetadataError(write_error(path, exc)) from exc
     return outcome(result, changed=True, stat=stat, changes=((path, changes),))
 
 

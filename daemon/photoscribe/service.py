@@ -29,6 +29,15 @@ def build_tagger(config: Config):
     return Tagger(Encoder(ClipModel(config.model)), config.tagging, config.cache_dir)
 
 
+def build_wording(config: Config):
+    """Concept ids → keywords in the configured language(s) (loads the vocabulary)."""
+    from photoscribe.config import keyword_languages
+    from photoscribe.keywording import Wording
+    from photoscribe.vision.vocabulary import vocabulary_for
+
+    return Wording(vocabulary_for(config.tagging), keyword_languages(config))
+
+
 def build_captions(config: Config, enabled: bool = True) -> CaptionStage:
     source = None
     if enabled and config.llm.enabled:
@@ -57,8 +66,18 @@ def build_writer_factory(config: Config, store: PhotoStore, *, dry_run: bool = F
 
         write_fn = write_photo
 
+    wording = build_wording(config)
+
     def factory(report):
-        return Writer(store, write_fn, report, metadata=config.metadata, dry_run=dry_run, show=show)
+        return Writer(
+            store,
+            write_fn,
+            report,
+            metadata=config.metadata,
+            dry_run=dry_run,
+            show=show,
+            wording=wording,
+        )
 
     return factory
 

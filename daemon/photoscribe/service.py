@@ -38,12 +38,18 @@ def build_wording(config: Config):
     return Wording(vocabulary_for(config.tagging), keyword_languages(config))
 
 
+def caption_names(config: Config):
+    """concept id → its name in the caption's language (what the LLM is given)."""
+    wording = build_wording(config)
+    return lambda label: (wording.names([label]) or [label])[0]
+
+
 def build_captions(config: Config, enabled: bool = True) -> CaptionStage:
     source = None
     if enabled and config.llm.enabled:
         from photoscribe.caption import Captioner
 
-        source = Captioner(config.llm, config.llm_api_key())
+        source = Captioner(config.llm, config.llm_api_key(), name_of=caption_names(config))
     concurrency = config.llm.concurrency
     return CaptionStage(
         source, concurrency, concurrency * CAPTION_BACKLOG_PER_SLOT, config.llm.caption_wait
@@ -162,7 +168,7 @@ def describe(config: Config, path: Path, on_text) -> tuple[Tagging, str]:
     tagger = build_tagger(config)
     encoder = tagger.encoder
     tagging = tagger.tag([prepare(data, encoder.preprocess(), encoder.input_size())])[0]
-    captioner = Captioner(config.llm, config.llm_api_key())
+    captioner = Captioner(config.llm, config.llm_api_key(), name_of=caption_names(config))
     context_of = build_context_reader(config)
     context = context_of(data) if context_of else None
     try:

@@ -85,8 +85,9 @@ def annotation_of(
     if wording is None:
         words, paths, concepts = tuple(k.label for k in tagging.keywords), None, ()
     else:
-        (words, paths), concepts = wording.render(tagging.keywords), wording.concepts(
-            tagging.keywords
+        (words, paths), concepts = (
+            wording.render(tagging.keywords),
+            wording.concepts(tagging.keywords),
         )
     return Annotation(words, caption, tagging.model, content_hash, paths, concepts)
 

@@ -11,7 +11,7 @@ template that has no ``{context}``).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from photoscribe.records import Keyword
@@ -67,6 +67,14 @@ USER_TEMPLATES: dict[str, str] = {
 }
 
 _SENTENCE_BREAK = re.compile(r"[.。!！?？:：\n]")
+
+
+def named(keywords: Sequence[Keyword], name_of: Callable[[str], str] | None) -> list[Keyword]:
+    """The keywords with each concept id replaced by its name in the caption's language
+    (``name_of``, from the vocabulary), so the LLM reads the words it should write in."""
+    if name_of is None:
+        return list(keywords)
+    return [Keyword(name_of(k.label), k.score) for k in keywords]
 
 
 def keyword_labels(keywords: Sequence[Keyword]) -> list[str]:

@@ -8,6 +8,7 @@ asking for a while (circuit breaker) when the server keeps failing.
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import json
 import logging
@@ -207,7 +208,8 @@ class Captioner:
     ) -> None:
         import openai
 
-        self.cfg = cfg
+        # An LLMConfig made outside a Config has no language yet: English, as before.
+        self.cfg = cfg if cfg.language else dataclasses.replace(cfg, language="en")
         self._name_of = name_of  # concept id → its name in the caption's language
         self._openai = openai
         self._client = openai.OpenAI(
@@ -223,7 +225,9 @@ class Captioner:
         self._random = random.Random()
         self._breaker = CircuitBreaker(clock, cooldown=cfg.cooldown)
         self._template_kwargs = True  # False once a server refuses chat_template_kwargs
-        self._prompts = prompts_for(cfg.language, cfg.style, cfg.system_prompt, cfg.user_prompt)
+        self._prompts = prompts_for(
+            self.cfg.language, cfg.style, cfg.system_prompt, cfg.user_prompt
+        )
 
     @property
     def available(self) -> bool:

@@ -69,13 +69,13 @@ def test_json_lists_every_field(labels) -> None:
     assert found["aliases"] == {"zh": ["金毛寻回犬"]} and found["threshold"] == 0.27
 
 
-def test_labels_does_not_import_torch(tmp_path: Path) -> None:
+def test_labels_does_not_import_torch_numpy_or_pyexiv2(tmp_path: Path) -> None:
     cfg = tmp_path / "config.yaml"
     cfg.write_text(yaml.safe_dump({"tagging": {"labels_file": str(SMALL)}}), encoding="utf-8")
     code = (
         "import sys; from photoscribe.cli import main; "
         f"code = main(['--config', {str(cfg)!r}, 'labels', 'dog']); "
-        "heavy = sorted(m for m in ('torch', 'open_clip', 'pyexiv2') if m in sys.modules); "
+        "heavy = sorted(m for m in ('torch', 'open_clip', 'pyexiv2', 'numpy', 'PIL') if m in sys.modules); "
         "print('HEAVY', heavy); sys.exit(code)"
     )
     out = subprocess.run(

@@ -25,6 +25,7 @@ LEGACY_SHIPPED = "data/labels.txt"  # used only while a build has no vocabulary.
 ID_PATTERN = re.compile(r"[a-z0-9_]+")
 LIST_SEPARATOR = ";"
 FORBIDDEN = (",", ";", "|", "\t", "\n", "\r")  # never inside a name, alias or prompt
+_FORBIDDEN_RE = re.compile("[" + re.escape("".join(FORBIDDEN)) + "]")
 FLAGS = frozenset({"parent_only", "homonym"})
 REQUIRED_COLUMNS = ("id", "prompts", "name.en", "name.zh")
 BASE_LANGUAGE = "en"
@@ -162,6 +163,12 @@ def _header(cells: list[str], where: str) -> list[str]:
     doubled = sorted({c for c in cells if cells.count(c) > 1})
     if doubled:
         raise ConfigError(f"{where}: column(s) {', '.join(doubled)} named twice")
+    unknown = [c for c in cells if c not in _KNOWN and not c.startswith(("name.", "aliases."))]
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown column(s) {', '.join(unknown)}; the columns are id, parents, "
+            "prompts, name.LANG, aliases.LANG, threshold, group, flags"
+        )
     return cells
 
 
@@ -180,17 +187,14 @@ def concept_from_row(row: Row, base: Concept | None = None) -> Concept:
             names[column[5:]] = value
         elif column.startswith("aliases."):
             aliases[column[8:]] = _list(value)
-    unknown = [c for c in cells if c not in _KNOWN and not c.startswith(("name.", "aliases."))]
-    if unknown:
-        raise ConfigError(f"{row.where}: unknown column(s) {', '.join(unknown)}")
     flags = set(_list(cells["flags"])) if "flags" in cells else _flags_of(start)
     if flags - FLAGS:
         raise ConfigError(
             f"{row.where}: unknown flag(s) {', '.join(sorted(flags - FLAGS))}; "
             f"use {' or '.join(sorted(FLAGS))}"
         )
-    return replace(
-        start,
+    return Concept(
+        id=cid,
         prompts=_list(cells["prompts"]) if "prompts" in cells else start.prompts,
         names=MappingProxyType(names),
         aliases=MappingProxyType(aliases),
@@ -210,7 +214,9 @@ def _flags_of(c: Concept) -> set[str]:
 
 
 def _list(value: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in value.split(LIST_SEPARATOR) if part.strip())
+    if LIST_SEPARATOR not in value:
+        return (value,)  # cells are stripped already
+    return tuple(part for part in map(str.strip, value.split(LIST_SEPARATOR)) if part)
 
 
 def _threshold(row: Row, value: str) -> float:
@@ -318,9 +324,9 @@ def _check_one(where: str, c: Concept, require_zh: bool) -> None:
         )
     words = [*c.prompts, *c.names.values(), *(a for g in c.aliases.values() for a in g)]
     for word in words:
-        bad = next((ch for ch in FORBIDDEN if ch in word), None)
-        if bad is not None or not word.isprintable():
-            shown = repr(bad) if bad else "a control character"
+        found = _FORBIDDEN_RE.search(word)
+        if found is not None or not word.isprintable():
+            shown = repr(found.group()) if found else "a control character"
             raise ConfigError(
                 f"{where}: {word!r} of {c.id} contains {shown}; names, aliases and prompts "
                 "may not contain , ; | tabs or control characters"

@@ -20,6 +20,7 @@ from photoscribe.service import caption_names
 
 SMALL = Path(__file__).parent / "data" / "vocab" / "small.tsv"
 DAEMON = Path(__file__).parents[1] / "daemon"
+HEAVY = ("torch", "open_clip", "pyexiv2", "numpy", "PIL")  # none needed to list the vocabulary
 
 
 @pytest.fixture
@@ -61,7 +62,7 @@ def test_a_query_in_chinese_or_english_and_the_language_switch(labels) -> None:
 
 
 def test_json_lists_every_field(labels) -> None:
-    code, out = labels("--json", "金毛")
+    _, out = labels("--json", "金毛")
     (found,) = json.loads(out)
     assert found["id"] == "golden_retriever" and found["name"] == "golden retriever"
     assert found["names"] == {"en": "golden retriever", "zh": "金毛"}
@@ -75,7 +76,7 @@ def test_labels_does_not_import_torch_numpy_or_pyexiv2(tmp_path: Path) -> None:
     code = (
         "import sys; from photoscribe.cli import main; "
         f"code = main(['--config', {str(cfg)!r}, 'labels', 'dog']); "
-        "heavy = sorted(m for m in ('torch', 'open_clip', 'pyexiv2', 'numpy', 'PIL') if m in sys.modules); "
+        f"heavy = sorted(m for m in {HEAVY!r} if m in sys.modules); "
         "print('HEAVY', heavy); sys.exit(code)"
     )
     out = subprocess.run(
@@ -98,7 +99,7 @@ def test_one_language_setting_and_the_deprecated_llm_language() -> None:
     assert "llm.language is deprecated" in (language_note(old) or "")
     agreed = config_from_dict({"language": "zh", "llm": {"language": "zh"}})
     assert agreed.llm.language == "zh"
-    with pytest.raises(ConfigError, match="language is 'en' but llm.language is 'zh'"):
+    with pytest.raises(ConfigError, match=r"language is 'en' but llm\.language is 'zh'"):
         config_from_dict({"language": "en", "llm": {"language": "zh"}})
     with pytest.raises(ConfigError, match="not one of en, zh, zh\\+en"):
         config_from_dict({"language": "fr"})

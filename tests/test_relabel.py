@@ -93,3 +93,19 @@ def test_relabel_switches_the_language_and_undo_is_exact(tmp_path: Path, cli) ->
     for p, tags in before.items():
         after = whole_tags(p, drop=RESERIALISED if p.name.startswith("own-") else ())
         assert after == tags, p.name
+
+
+def test_a_rebuilt_index_gets_the_concept_ids_back_from_the_files(tmp_path: Path, cli) -> None:
+    plain, own = make_photos(tmp_path / "photos")
+    assert cli("scan", "--no-caption", str(tmp_path / "photos"), language="zh") == 0
+    assert ours_and_mine(own) == (MINE, {"蓝色", "正方形"})
+    cli.index.unlink()  # lost: the files say which concepts their words stand for
+    assert cli("index", "rebuild", str(tmp_path / "photos"), language="zh") == 0
+    store = open_store(cli.index, readonly=True)
+    try:
+        assert {k.label for k in store.by_path(own).keywords} == {"blue", "square"}
+        assert {k.label for k in store.by_path(plain).keywords} == {"red", "circle"}
+    finally:
+        store.close()
+    assert cli("relabel", language="en") == 0  # so a language switch works after a rebuild
+    assert ours_and_mine(own) == (MINE, {"blue", "square"})

@@ -353,7 +353,7 @@ def cmd_caption(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_describe(config: Config, args: argparse.Namespace) -> int:
-    from photoscribe.service import describe
+    from photoscribe.service import build_wording, describe
 
     def show(text: str) -> None:
         sys.stdout.write(text)
@@ -361,7 +361,9 @@ def cmd_describe(config: Config, args: argparse.Namespace) -> int:
 
     tagging, _ = describe(config, args.photo, show)
     sys.stdout.write("\n")
-    print("keywords: " + ", ".join(f"{k.label} ({k.score:.2f})" for k in tagging.keywords))
+    names = build_wording(config).names([k.label for k in tagging.keywords])
+    scored = (f"{name} ({k.score:.2f})" for name, k in zip(names, tagging.keywords, strict=True))
+    print("keywords: " + ", ".join(scored))
     return 0
 
 

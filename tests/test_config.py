@@ -107,8 +107,6 @@ def test_api_key_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def _keys(cls: type, prefix: str = "") -> set[str]:
     out = set()
     for f in dataclasses.fields(cls):
-        if f.metadata.get("internal"):
-            continue
         if dataclasses.is_dataclass(f.type) or (
             isinstance(f.type, str) and f.type.endswith("Config")
         ):

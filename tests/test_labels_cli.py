@@ -104,7 +104,7 @@ def test_one_language_setting_and_the_deprecated_llm_language() -> None:
     with pytest.raises(ConfigError, match="not one of en, zh, zh\\+en"):
         config_from_dict({"language": "fr"})
     with pytest.raises(ConfigError, match="unknown key"):
-        config_from_dict({"legacy_language": True})  # internal, not a key of the file
+        config_from_dict({"_legacy_language": True})  # internal, not a key of the file
     assert keyword_languages(config_from_dict({})) == ("en",)
 
 

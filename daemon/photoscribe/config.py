@@ -166,8 +166,6 @@ class Config:
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # Captions and keywords: en, zh, or zh+en (keywords in both, caption in Chinese).
     language: Literal["en", "zh", "zh+en"] | None = None
-    # Set when only the deprecated llm.language gave the language (not a key of the file).
-    legacy_language: bool = field(default=False, repr=False, metadata={"internal": True})
     model: ModelConfig = ModelConfig()
     tagging: TaggingConfig = TaggingConfig()
     llm: LLMConfig = LLMConfig()
@@ -186,13 +184,11 @@ class Config:
                 f"language is {top!r} but llm.language is {legacy!r}; remove llm.language "
                 "(deprecated: the top-level `language` now sets captions and keywords)"
             )
-        resolved = {
-            "language": top or legacy or "en",
-            "llm": dataclasses.replace(self.llm, language=caption),
-            "legacy_language": self.legacy_language or (top is None and legacy is not None),
-        }
-        for name, value in resolved.items():
-            object.__setattr__(self, name, value)
+        object.__setattr__(self, "language", top or legacy or "en")
+        object.__setattr__(self, "llm", dataclasses.replace(self.llm, language=caption))
+        # Not a field (so not a key, and not in a dump of the fields): only the deprecated
+        # llm.language set the language. A dataclasses.replace() of the Config forgets it.
+        object.__setattr__(self, "_legacy_language", top is None and legacy is not None)
 
     def llm_api_key(self) -> str:
         if self.llm.api_key_file:
@@ -254,7 +250,7 @@ def _build(cls: type, raw: Any, where: str) -> Any:
     if not isinstance(raw, dict):
         raise ConfigError(f"{where or 'the file'}: expected a mapping, got {type(raw).__name__}")
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - set(fields))
     if unknown:
         raise ConfigError(
@@ -346,12 +342,13 @@ def keyword_languages(config: Config) -> tuple[str, ...]:
 
 def language_note(config: Config) -> str | None:
     """The deprecation note for a config that sets only llm.language (None otherwise)."""
-    return LANGUAGE_NOTE.format(value=config.language) if config.legacy_language else None
+    legacy = getattr(config, "_legacy_language", False)
+    return LANGUAGE_NOTE.format(value=config.language) if legacy else None
 
 
 def validate(config: Config) -> Config:
     """Range checks that types alone cannot express."""
-    if config.legacy_language:
+    if language_note(config):
         logging.getLogger(__name__).warning(LANGUAGE_NOTE.format(value=config.language))
     checks = [
         (config.model.batch_size >= 1, "model.batch_size must be at least 1"),

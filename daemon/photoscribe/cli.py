@@ -116,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rebuild.set_defaults(func=cmd_index_rebuild)
 
+    add_vocabulary_commands(sub)
+
     doctor = sub.add_parser("doctor", help="check the index, the CLIP weights and the LLM server")
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
     doctor.set_defaults(func=cmd_doctor)
@@ -319,7 +321,7 @@ def cmd_caption(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_describe(config: Config, args: argparse.Namespace) -> int:
-    from photoscribe.service import describe
+    from photoscribe.service import build_wording, describe
 
     def show(text: str) -> None:
         sys.stdout.write(text)
@@ -327,7 +329,9 @@ def cmd_describe(config: Config, args: argparse.Namespace) -> int:
 
     tagging, _ = describe(config, args.photo, show)
     sys.stdout.write("\n")
-    print("keywords: " + ", ".join(f"{k.label} ({k.score:.2f})" for k in tagging.keywords))
+    names = build_wording(config).names([k.label for k in tagging.keywords])
+    scored = (f"{name} ({k.score:.2f})" for name, k in zip(names, tagging.keywords, strict=True))
+    print("keywords: " + ", ".join(scored))
     return 0
 
 
@@ -395,9 +399,10 @@ def cmd_doctor(config: Config, args: argparse.Namespace) -> int:
 
     def make_captioner():
         from photoscribe.caption import Captioner
+        from photoscribe.service import caption_names
 
         llm = dataclasses.replace(config.llm, retries=0)  # report, don't wait
-        return Captioner(llm, config.llm_api_key())
+        return Captioner(llm, config.llm_api_key(), name_of=caption_names(config))
 
     checks = run_checks(config, make_captioner)
     if args.json:
@@ -421,8 +426,100 @@ def setup_logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+# -- the vocabulary: `photoscribe labels [list|ACTION]`, `photoscribe relabel` ----------
+def add_vocabulary_commands(sub) -> None:
+    labels = sub.add_parser(
+        "labels", help="what the tagger can say: concepts with parents and aliases"
+    )
+    actions = labels.add_subparsers(dest="labels_command", metavar="ACTION")
+    labels.set_defaults(func=cmd_labels_list, language=None, json=False, query=None)
+    listing = actions.add_parser("list", help="list the vocabulary (the default action)")
+    listing.add_argument("query", nargs="?", help="only concepts whose id/name/alias holds this")
+    listing.add_argument("--language", choices=("en", "zh"), help="names in this language")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    listing.set_defaults(func=cmd_labels_list)
+
+    relabel = sub.add_parser(
+        "relabel",
+        help="rewrite photoscribe's keywords of indexed photos in the configured language "
+        "(after changing `language` or concept names; no CLIP, no LLM)",
+    )
+    relabel.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="default: all")
+    relabel.set_defaults(func=cmd_relabel)
+
+
+def labels_default_action(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """`photoscribe labels [QUERY]` means `photoscribe labels list [QUERY]`."""
+    i, command = 0, None
+    while i < len(argv):
+        if argv[i] in ("-c", "--config"):
+            i += 2
+            continue
+        if not argv[i].startswith("-"):
+            command = argv[i]
+            break
+        i += 1
+    if command != "labels":
+        return argv
+    rest = argv[i + 1 :]
+    choices = next(
+        a.choices
+        for a in _labels_parser(parser)._actions
+        if isinstance(a, argparse._SubParsersAction)
+    )
+    if not rest or rest[0] in choices or rest[0] in ("-h", "--help"):
+        return argv
+    return [*argv[: i + 1], "list", *rest]
+
+
+def _labels_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices["labels"]
+
+
+def cmd_labels_list(config: Config, args: argparse.Namespace) -> int:
+    from photoscribe.config import keyword_languages
+    from photoscribe.vision.vocabulary import vocabulary_for
+    from photoscribe.vocabview import as_dict, lines, listed
+
+    vocab = vocabulary_for(config.tagging)
+    language = args.language or keyword_languages(config)[0]
+    concepts = listed(vocab, args.query)
+    if args.json:
+        print(json.dumps([as_dict(vocab, c, language) for c in concepts], ensure_ascii=False))
+        return 0
+    for line in lines(vocab, concepts, language):
+        print(line)
+    total = len(vocab.taggable())
+    shown = f"{len(concepts)} of {total}" if args.query else f"{total}"
+    print(f"{shown} concepts ({vocab.source})", file=sys.stderr)
+    return 0 if concepts or not args.query else 1
+
+
+def cmd_relabel(config: Config, args: argparse.Namespace) -> int:
+    from photoscribe.relabel import relabel
+    from photoscribe.service import build_writer_factory
+    from photoscribe.store import open_store
+
+    if not config.metadata.write:
+        print("metadata.write is false: photoscribe writes no keywords into photos")
+        return 0
+    store = open_store(config.index_path)
+    try:
+        summary = relabel(store, build_writer_factory(config, store), args.paths)
+    finally:
+        store.close()
+    done, failed = summary.tagged, summary.failed
+    print(f"{done} photos have their keywords in {config.language} now, {failed} failed")
+    for path, reason in summary.failures[:MAX_FAILURES_SHOWN]:
+        print(f"  failed: {display(path)}: {reason}")
+    return 1 if summary.failed else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(labels_default_action(parser, argv))
     setup_logging(args.verbose)
     try:
         config = load_config(args.config, explicit=args.config is not None)

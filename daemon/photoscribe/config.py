@@ -8,6 +8,7 @@ documents every key; a test keeps the two in step.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import types
 import typing
@@ -58,8 +59,11 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TaggingConfig:
-    labels_file: Path | None = None  # one label per line; default: the built-in vocabulary
+    # A vocabulary TSV, or one label per line; default: the built-in vocabulary
+    labels_file: Path | None = None
     extra_labels: tuple[str, ...] = ()
+    concepts_file: Path | None = None  # the user's concepts (TSV), merged into it by id
+    disable: tuple[str, ...] = ()  # concept ids never tagged
     templates: tuple[str, ...] = DEFAULT_TEMPLATES
     top_k: int = 8
     min_score: float = 0.05  # softmax probability over the vocabulary
@@ -77,7 +81,8 @@ class LLMConfig:
     extra_body: dict[str, Any] = field(default_factory=dict)  # merged into every request body
     timeout: float = 60.0  # seconds per request
     retries: int = 2  # extra attempts on timeouts, 429 and 5xx
-    language: Literal["en", "zh"] = "en"
+    # Deprecated: the top-level `language`; when set, it must agree with it.
+    language: Literal["en", "zh"] | None = None
     style: Literal["plain", "social", "alt_text"] = "plain"
     system_prompt: str | None = None  # replaces the built-in one for language + style
     user_prompt: str | None = None  # replaces the built-in one; must contain {keywords}
@@ -175,6 +180,8 @@ class Config:
     index_path: Path = field(default_factory=lambda: _state_dir() / "index.sqlite3")
     cache_dir: Path = field(default_factory=_cache_dir)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Captions and keywords: en, zh, or zh+en (keywords in both, caption in Chinese).
+    language: Literal["en", "zh", "zh+en"] | None = None
     model: ModelConfig = ModelConfig()
     tagging: TaggingConfig = TaggingConfig()
     llm: LLMConfig = LLMConfig()
@@ -184,6 +191,22 @@ class Config:
     search: SearchConfig = SearchConfig()
     metrics: MetricsConfig = MetricsConfig()
     web: WebConfig = WebConfig()
+
+    def __post_init__(self) -> None:
+        """One language setting: the top-level key, else the old llm.language (deprecated);
+        llm.language ends up as the caption language (the first of ``language``)."""
+        legacy, top = self.llm.language, self.language
+        caption = (top or legacy or "en").split("+")[0]
+        if top is not None and legacy is not None and legacy != caption:
+            raise ConfigError(
+                f"language is {top!r} but llm.language is {legacy!r}; remove llm.language "
+                "(deprecated: the top-level `language` now sets captions and keywords)"
+            )
+        object.__setattr__(self, "language", top or legacy or "en")
+        object.__setattr__(self, "llm", dataclasses.replace(self.llm, language=caption))
+        # Not a field (so not a key, and not in a dump of the fields): only the deprecated
+        # llm.language set the language. A dataclasses.replace() of the Config forgets it.
+        object.__setattr__(self, "_legacy_language", top is None and legacy is not None)
 
     def llm_api_key(self) -> str:
         if self.llm.api_key_file:
@@ -324,8 +347,27 @@ def _user_prompt_ok(template: str | None) -> bool:
     return True
 
 
+LANGUAGE_NOTE = (
+    "llm.language is deprecated: write the top-level `language: {value}` instead (it sets "
+    "the language of captions and keywords); llm.language is used meanwhile"
+)
+
+
+def keyword_languages(config: Config) -> tuple[str, ...]:
+    """The languages photoscribe's keywords are written in ("zh+en" → ("zh", "en"))."""
+    return tuple((config.language or "en").split("+"))
+
+
+def language_note(config: Config) -> str | None:
+    """The deprecation note for a config that sets only llm.language (None otherwise)."""
+    legacy = getattr(config, "_legacy_language", False)
+    return LANGUAGE_NOTE.format(value=config.language) if legacy else None
+
+
 def validate(config: Config) -> Config:
     """Range checks that types alone cannot express."""
+    if language_note(config):
+        logging.getLogger(__name__).warning(LANGUAGE_NOTE.format(value=config.language))
     checks = [
         (config.model.batch_size >= 1, "model.batch_size must be at least 1"),
         (config.tagging.top_k >= 1, "tagging.top_k must be at least 1"),

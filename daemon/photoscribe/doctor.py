@@ -145,8 +145,24 @@ def run_checks(config: Config, make_captioner: Callable[[], Any]) -> list[Check]
         check_index(config),
         *check_folders(config),
         check_weights(config),
+        check_vocabulary(config),
         *check_llm(config, make_captioner),
     ]
+
+
+def check_vocabulary(config: Config) -> Check:
+    """The vocabulary loads (with the user's overrides); the language, and the note when
+    only the deprecated llm.language sets it."""
+    from photoscribe.config import language_note
+    from photoscribe.vision.vocabulary import vocabulary_for
+
+    try:
+        vocab = vocabulary_for(config.tagging)
+    except PhotoscribeError as exc:
+        return Check("vocabulary", False, str(exc))
+    detail = f"{len(vocab.taggable())} concepts ({vocab.source}); keywords in {config.language}"
+    note = language_note(config)
+    return Check("vocabulary", True, f"{detail}; {note}" if note else detail)
 
 
 def _index_to_come(path: Path) -> Check:

@@ -325,6 +325,12 @@ def _adopted_tagging(tagging: Tagging, recorded: Any) -> Tagging:
     photoscribe recorded adding. The embedding is the model's (for search)."""
     from photoscribe.metadata.text import keyword_key, sanitize_keyword
 
+    if recorded.concepts:  # the write recorded its concept ids: compare those
+        ids = set(recorded.concepts)
+        keep = [k for k in tagging.keywords if k.label in ids]
+        extra = [Keyword(c, 0.0) for c in recorded.concepts if c not in {k.label for k in keep}]
+        return Tagging(tuple(keep + extra), tagging.embedding, tagging.model)
+
     in_file = {keyword_key(word) for word in recorded.keywords}
     keep = [
         k for k in tagging.keywords if keyword_key(sanitize_keyword(k.label) or k.label) in in_file

@@ -54,7 +54,7 @@ class Found:
     stat: FileStat
     content_hash: str
     model: str
-    keywords: tuple[str, ...]
+    keywords: tuple[str, ...]  # concept ids (older writes: the words photoscribe added)
     caption: str | None
 
 
@@ -101,7 +101,9 @@ def read_record(path: Path) -> Found | str:
         return NO_RECORD
     if recorded.content_hash != digest:
         return CHANGED
-    return Found(stat, digest, recorded.model, recorded.added_keywords, recorded.description)
+    # the concept ids when the photo records them (the index keeps ids), else the words
+    keywords = recorded.concepts or recorded.added_keywords
+    return Found(stat, digest, recorded.model, keywords, recorded.description)
 
 
 def fill_embeddings(store: PhotoStore, tagger: Any, paths: Sequence[Path], batch: int) -> int:

@@ -29,12 +29,27 @@ def build_tagger(config: Config):
     return Tagger(Encoder(ClipModel(config.model)), config.tagging, config.cache_dir)
 
 
+def build_wording(config: Config):
+    """Concept ids → keywords in the configured language(s) (loads the vocabulary)."""
+    from photoscribe.config import keyword_languages
+    from photoscribe.keywording import Wording
+    from photoscribe.vision.vocabulary import vocabulary_for
+
+    return Wording(vocabulary_for(config.tagging), keyword_languages(config))
+
+
+def caption_names(config: Config):
+    """concept id → its name in the caption's language (what the LLM is given)."""
+    wording = build_wording(config)
+    return lambda label: (wording.names([label]) or [label])[0]
+
+
 def build_captions(config: Config, enabled: bool = True) -> CaptionStage:
     source = None
     if enabled and config.llm.enabled:
         from photoscribe.caption import Captioner
 
-        source = Captioner(config.llm, config.llm_api_key())
+        source = Captioner(config.llm, config.llm_api_key(), name_of=caption_names(config))
     concurrency = config.llm.concurrency
     return CaptionStage(
         source, concurrency, concurrency * CAPTION_BACKLOG_PER_SLOT, config.llm.caption_wait
@@ -57,8 +72,18 @@ def build_writer_factory(config: Config, store: PhotoStore, *, dry_run: bool = F
 
         write_fn = write_photo
 
+    wording = build_wording(config)
+
     def factory(report):
-        return Writer(store, write_fn, report, metadata=config.metadata, dry_run=dry_run, show=show)
+        return Writer(
+            store,
+            write_fn,
+            report,
+            metadata=config.metadata,
+            dry_run=dry_run,
+            show=show,
+            wording=wording,
+        )
 
     return factory
 
@@ -143,7 +168,7 @@ def describe(config: Config, path: Path, on_text) -> tuple[Tagging, str]:
     tagger = build_tagger(config)
     encoder = tagger.encoder
     tagging = tagger.tag([prepare(data, encoder.preprocess(), encoder.input_size())])[0]
-    captioner = Captioner(config.llm, config.llm_api_key())
+    captioner = Captioner(config.llm, config.llm_api_key(), name_of=caption_names(config))
     context_of = build_context_reader(config)
     context = context_of(data) if context_of else None
     try:

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from photoscribe.config import MetadataConfig
 from photoscribe.errors import (
@@ -21,6 +22,9 @@ from photoscribe.fsutil import display, stat_or_none
 from photoscribe.records import Annotation, FileStat, State, Tagging, WriteOutcome
 from photoscribe.store import PhotoStore
 from photoscribe.store.journal import Journal
+
+if TYPE_CHECKING:
+    from photoscribe.keywording import Wording
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +77,21 @@ class LateCaptionJob:
     caption: str
 
 
+def annotation_of(
+    tagging: Tagging, caption: str | None, content_hash: str, wording: Wording | None
+) -> Annotation:
+    """What to write for ``tagging``: its concepts as words and paths in the configured
+    language(s), or (no wording) its labels as they are."""
+    if wording is None:
+        words, paths, concepts = tuple(k.label for k in tagging.keywords), None, ()
+    else:
+        (words, paths), concepts = (
+            wording.render(tagging.keywords),
+            wording.concepts(tagging.keywords),
+        )
+    return Annotation(words, caption, tagging.model, content_hash, paths, concepts)
+
+
 Job = TaggedJob | CaptionJob | LateCaptionJob | AdoptedJob
 # report(path, outcome, reason, transient=False): outcome is "tagged", "tagged+caption",
 # "captioned", "adopted" or "failed" (transient: a failure that may pass by itself)
@@ -92,8 +111,10 @@ class Writer:
         metadata: MetadataConfig | None = None,
         dry_run: bool = False,
         show: Show | None = None,
+        wording: Wording | None = None,
     ) -> None:
         self.store = store
+        self.wording = wording  # concept ids → words; None: the labels are the words
         self.write_fn = write_fn  # None: index only, photos are never touched
         self.report = report
         self.metadata = metadata or MetadataConfig()  # passed to write_fn as config=
@@ -194,12 +215,7 @@ class Writer:
     def _write_file(self, job: TaggedJob | CaptionJob) -> FileStat | None:
         if self.write_fn is None:
             return stat_or_none(job.path)
-        annotation = Annotation(
-            keywords=tuple(k.label for k in job.tagging.keywords),
-            description=job.caption,
-            model=job.tagging.model,
-            content_hash=job.content_hash,
-        )
+        annotation = annotation_of(job.tagging, job.caption, job.content_hash, self.wording)
 
         def journal(target: Path, changes: dict) -> None:
             self.journal.record(job.path, target, changes)

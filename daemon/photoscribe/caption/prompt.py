@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from photoscribe.records import Keyword
@@ -107,6 +107,14 @@ def as_data(text: str, limit: int = CONTEXT_MAX) -> str:
 def data_block(context: str) -> str:
     """The ``context`` line inside the delimited block the system prompt calls data."""
     return f"<{DATA_TAG}>\n{as_data(context)}\n</{DATA_TAG}>"
+
+
+def named(keywords: Sequence[Keyword], name_of: Callable[[str], str] | None) -> list[Keyword]:
+    """The keywords with each concept id replaced by its name in the caption's language
+    (``name_of``, from the vocabulary), so the LLM reads the words it should write in."""
+    if name_of is None:
+        return list(keywords)
+    return [Keyword(name_of(k.label), k.score) for k in keywords]
 
 
 def keyword_labels(keywords: Sequence[Keyword]) -> list[str]:

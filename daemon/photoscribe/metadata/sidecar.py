@@ -10,6 +10,7 @@ meanwhile. The photo itself is only read.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from pathlib import Path
 
@@ -115,7 +116,7 @@ def _merge_into(
     where = display(target)
     stat, data = _read_sidecar(target)
     if own_description:  # the photo carries a description of its own: keep it
-        ann = Annotation(ann.keywords, None, ann.model, ann.content_hash)
+        ann = dataclasses.replace(ann, description=None)
     with backend.opened(data, where, sidecar=True) as doc:
         snapshot = doc.snapshot()
         result = plan(

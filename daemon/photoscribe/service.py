@@ -15,7 +15,7 @@ from photoscribe.pipeline import Pipeline
 from photoscribe.progress import Progress
 from photoscribe.records import Summary, Tagging
 from photoscribe.scanner import find_photos
-from photoscribe.search import Hit, search
+from photoscribe.search import Hit, SearchQuery, search
 from photoscribe.store import PhotoStore, open_store
 from photoscribe.writing import Writer
 
@@ -111,21 +111,22 @@ def captions_off(config: Config, captions: bool = True) -> str | None:
     return None if captions else "--no-caption"
 
 
-def run_search(config: Config, text: str, *, limit: int, use_clip: bool) -> list[Hit]:
+def run_search(config: Config, query: SearchQuery) -> list[Hit]:
+    from photoscribe.search.vectors import from_store
+
     store = open_store(config.index_path, readonly=True)
-    encode_text = model_id = None
-    if use_clip:
+    encode_text = vectors = None
+    if query.use_clip and query.text.strip():
         from photoscribe.vision.model import resolve_weights
 
         model_id = resolve_weights(config.model).model_id
         if store.embeddings_count(model_id):
-            tagger = build_tagger(config)
-            encode_text = tagger.encoder.encode_texts
+            vectors = from_store(store, model_id)
+            encode_text = build_tagger(config).encoder.encode_texts
     return search(
         store,
-        text,
-        limit=limit,
-        model_id=model_id,
+        query,
+        vectors=vectors,
         encode_text=encode_text,
         min_similarity=config.search.min_similarity,
     )

@@ -12,15 +12,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from photoscribe.records import FileStat, Keyword, State, Tagging
+from photoscribe.store import fulltext
 from photoscribe.store.db import open_error
 from photoscribe.store.paths import from_db, to_db
 
 COLUMNS = (
     "id, path, size, mtime_ns, content_hash, state, model, keywords, caption, error, "
-    "attempts, updated_at, failure"
+    "attempts, updated_at, failure, date_taken, camera, place"
 )
 TRANSIENT = "transient"  # photos.failure: may pass by itself; tried again
 PERMANENT = "permanent"  # photos.failure: stays until the file changes
+SEARCHABLE = "'done', 'needs_caption'"  # states search lists
+BM25_WEIGHTS = "1.0, 2.0, 1.0, 1.0, 1.0"  # caption, keywords, names, camera, place
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,9 @@ class PhotoRow:
     attempts: int
     updated_at: float
     failure: str | None = None  # TRANSIENT or PERMANENT when state is FAILED
+    date_taken: str | None = None  # EXIF date taken, 'YYYY-MM-DDTHH:MM'
+    camera: str | None = None
+    place: str | None = None
 
     @property
     def transient(self) -> bool:
@@ -63,7 +69,19 @@ def _row(r: sqlite3.Row) -> PhotoRow:
         attempts=r["attempts"],
         updated_at=r["updated_at"],
         failure=r["failure"],
+        date_taken=r["date_taken"],
+        camera=r["camera"],
+        place=r["place"],
     )
+
+
+@dataclass(frozen=True)
+class PhotoFacts:
+    """What a photo's own metadata says, kept for search filters (all optional)."""
+
+    date_taken: str | None = None  # 'YYYY-MM-DDTHH:MM'
+    camera: str | None = None
+    place: str | None = None
 
 
 def keywords_json(keywords: Iterable[Keyword]) -> str:
@@ -211,26 +229,79 @@ class PhotoStore:
             ).fetchall()
         return [r[0] for r in rows], b"".join(r[1] for r in rows), len(rows)
 
-    def full_text(self, match: str, limit: int) -> list[int]:
-        """Photo ids whose caption/keywords match an FTS5 expression, best first."""
+    def full_text(
+        self,
+        match: str,
+        limit: int,
+        *,
+        exclude: str | None = None,
+        where: str = "1",
+        params: tuple = (),
+    ) -> list[int]:
+        """Described photos whose text matches an FTS5 expression and not ``exclude``,
+        within the photos condition ``where``, best first (bm25; keywords weigh most)."""
+        sql = (
+            "SELECT photos.id FROM photos_fts JOIN photos ON photos.id = photos_fts.rowid "
+            f"WHERE photos_fts MATCH ? AND photos.state IN ({SEARCHABLE}) AND ({where})"
+        )
+        args: tuple = (match, *params)
+        if exclude:
+            sql += " AND photos.id NOT IN (SELECT rowid FROM photos_fts WHERE photos_fts MATCH ?)"
+            args += (exclude,)
+        sql += f" ORDER BY bm25(photos_fts, {BM25_WEIGHTS}) LIMIT ?"
         with self._lock:
-            rows = self._conn.execute(
-                "SELECT rowid FROM photos_fts WHERE photos_fts MATCH ? "
-                "ORDER BY bm25(photos_fts) LIMIT ?",
-                (match, limit),
-            ).fetchall()
-        return [r[0] for r in rows]
+            return [r[0] for r in self._conn.execute(sql, (*args, limit)).fetchall()]
 
-    def substring(self, text: str, limit: int) -> list[int]:
-        """Photo ids whose caption/keywords contain ``text`` (for scripts FTS can't split)."""
-        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    def text_exists(self, match: str) -> bool:
+        """Whether any photo's text matches an FTS5 expression."""
+        sql = "SELECT 1 FROM photos_fts WHERE photos_fts MATCH ? LIMIT 1"
         with self._lock:
-            rows = self._conn.execute(
-                "SELECT id FROM photos WHERE caption LIKE ?1 ESCAPE '\\' "
-                "OR keywords_text LIKE ?1 ESCAPE '\\' ORDER BY id LIMIT ?2",
-                (pattern, limit),
+            return self._conn.execute(sql, (match,)).fetchone() is not None
+
+    def matching(self, match: str, ids: Iterable[int]) -> set[int]:
+        """Those of ``ids`` whose text matches an FTS5 expression."""
+        ids = list(ids)
+        if not ids:
+            return set()
+        marks = ",".join("?" * len(ids))
+        sql = f"SELECT rowid FROM photos_fts WHERE photos_fts MATCH ? AND rowid IN ({marks})"
+        with self._lock:
+            return {r[0] for r in self._conn.execute(sql, (match, *ids)).fetchall()}
+
+    def filtered_ids(self, where: str, params: tuple = ()) -> list[int]:
+        """Ids of the described photos meeting the photos condition ``where``."""
+        sql = f"SELECT id FROM photos WHERE state IN ({SEARCHABLE}) AND ({where}) ORDER BY id"
+        with self._lock:
+            return [r[0] for r in self._conn.execute(sql, params).fetchall()]
+
+    def newest(
+        self, limit: int, *, exclude: str | None = None, where: str = "1", params: tuple = ()
+    ) -> list[int]:
+        """Described photos meeting ``where`` (and not matching ``exclude``), newest taken
+        first: what a search of filters alone lists."""
+        sql = f"SELECT id FROM photos WHERE state IN ({SEARCHABLE}) AND ({where})"
+        args: tuple = params
+        if exclude:
+            sql += " AND id NOT IN (SELECT rowid FROM photos_fts WHERE photos_fts MATCH ?)"
+            args += (exclude,)
+        sql += " ORDER BY date_taken IS NULL, date_taken DESC, id DESC LIMIT ?"
+        with self._lock:
+            return [r[0] for r in self._conn.execute(sql, (*args, limit)).fetchall()]
+
+    def search_generation(self) -> int:
+        """Bumped by every change that can add, drop or change a photo's embedding."""
+        with self._lock:
+            return self._conn.execute("SELECT n FROM search_generation").fetchone()[0]
+
+    def embeddings_since(self, model: str, updated_at: float) -> list[sqlite3.Row]:
+        """(id, embedding, state, updated_at) of ``model``'s photos changed at or after
+        ``updated_at``, for keeping a copy of the embeddings in step."""
+        with self._lock:
+            return self._conn.execute(
+                "SELECT id, embedding, state, updated_at FROM photos "
+                "WHERE updated_at >= ? AND model = ? ORDER BY id",
+                (updated_at, model),
             ).fetchall()
-        return [r[0] for r in rows]
 
     # -- writes --------------------------------------------------------------
     def save_tagged(
@@ -240,6 +311,7 @@ class PhotoStore:
         content_hash: str,
         tagging: Tagging,
         caption: str | None,
+        facts: PhotoFacts | None = None,
     ) -> None:
         state = State.DONE if caption else State.NEEDS_CAPTION
         labels = " ".join(k.label for k in tagging.keywords)
@@ -270,6 +342,12 @@ class PhotoStore:
                     now,
                 ),
             )
+            if facts is not None:
+                c.execute(
+                    "UPDATE photos SET date_taken = ?, camera = ?, place = ? WHERE path = ?",
+                    (facts.date_taken, facts.camera, facts.place, to_db(path)),
+                )
+            fulltext.refresh(c, "path = ?", (to_db(path),))
 
     def save_caption(self, row_id: int, caption: str, stat: FileStat | None) -> None:
         with self._write() as c:
@@ -279,6 +357,7 @@ class PhotoStore:
                 "WHERE id = ?",
                 (caption, *_stat_cols(stat), time.time(), row_id),
             )
+            fulltext.refresh(c, "id = ?", (row_id,))
 
     def note_caption_problem(self, row_id: int, reason: str) -> None:
         with self._write() as c:
@@ -318,6 +397,7 @@ class PhotoStore:
                 "mtime_ns = coalesce(?, mtime_ns), updated_at = ? WHERE path = ?",
                 (*_stat_cols(stat), time.time(), to_db(path)),
             )
+            fulltext.refresh(c, "path = ?", (to_db(path),))
 
     def touch(self, row_id: int, stat: FileStat) -> None:
         """The file's bytes changed but not its pixels (e.g. another tool edited tags)."""
@@ -340,6 +420,24 @@ class PhotoStore:
                 "UPDATE photos SET path = ?, size = ?, mtime_ns = ?, updated_at = ? WHERE id = ?",
                 (to_db(new_path), *_stat_cols(stat), time.time(), row_id),
             )
+            fulltext.refresh(c, "id = ?", (row_id,))
+
+    def save_facts(self, row_id: int, facts: PhotoFacts) -> None:
+        """Date taken, camera and place of an indexed photo (e.g. a backfill)."""
+        with self._write() as c:
+            c.execute(
+                "UPDATE photos SET date_taken = ?, camera = ?, place = ? WHERE id = ?",
+                (facts.date_taken, facts.camera, facts.place, row_id),
+            )
+            fulltext.refresh(c, "id = ?", (row_id,))
+
+    def missing_facts(self, limit: int = 1000) -> list[PhotoRow]:
+        """Described photos with no date taken or camera yet (for a backfill)."""
+        return self._many(
+            f"SELECT {COLUMNS} FROM photos WHERE state IN ('done', 'needs_caption') "
+            "AND date_taken IS NULL AND camera IS NULL ORDER BY id LIMIT ?",
+            (limit,),
+        )
 
 
 def _stat_cols(stat: FileStat | None) -> tuple[int | None, int | None]:

@@ -105,6 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--embeddings", action="store_true", help="also compute CLIP embeddings (for search)"
     )
     rebuild.set_defaults(func=cmd_index_rebuild)
+    facts = index.add_parser(
+        "facts",
+        help="record date taken, camera and place (search filters) for photos indexed "
+        "before photoscribe kept them",
+    )
+    facts.set_defaults(func=cmd_index_facts)
 
     doctor = sub.add_parser("doctor", help="check the index, the CLIP weights and the LLM server")
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
@@ -481,6 +487,18 @@ def cmd_index_rebuild(config: Config, args: argparse.Namespace) -> int:
     for path, reason in summary.failures[:MAX_FAILURES_SHOWN]:
         print(f"  failed: {display(path)}: {reason}")
     return 1 if summary.failures else 0
+
+
+def cmd_index_facts(config: Config, args: argparse.Namespace) -> int:
+    from photoscribe.search.facts import backfill
+    from photoscribe.store import open_store
+
+    store = open_store(config.index_path)
+    try:
+        print(f"{backfill(store)} photos got their date taken, camera or place")
+    finally:
+        store.close()
+    return 0
 
 
 def show_plan(plan) -> None:  # an undo.UndoPlan

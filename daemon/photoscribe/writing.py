@@ -19,6 +19,7 @@ from photoscribe.errors import (
 )
 from photoscribe.fsutil import display, stat_or_none
 from photoscribe.records import Annotation, FileStat, State, Tagging, WriteOutcome
+from photoscribe.search.facts import read_facts
 from photoscribe.store import PhotoStore
 from photoscribe.store.journal import Journal
 
@@ -164,7 +165,9 @@ class Writer:
             self.report(job.path, "captioned", None)
             return
         if not self.dry_run:
-            self.store.save_tagged(job.path, stat, job.content_hash, job.tagging, job.caption)
+            self.store.save_tagged(
+                job.path, stat, job.content_hash, job.tagging, job.caption, read_facts(job.path)
+            )
         self.report(job.path, "tagged+caption" if job.caption else "tagged", note)
 
     def _failed(self, path: Path, stat: FileStat | None, exc: PhotoError) -> None:
@@ -176,7 +179,12 @@ class Writer:
     def _adopt(self, job: AdoptedJob) -> None:
         if not self.dry_run:
             self.store.save_tagged(
-                job.path, stat_or_none(job.path), job.content_hash, job.tagging, job.caption
+                job.path,
+                stat_or_none(job.path),
+                job.content_hash,
+                job.tagging,
+                job.caption,
+                read_facts(job.path),  # date taken, camera, place: for search filters
             )
         log.info("indexed what the file already held: %s", display(job.path))
         self.report(job.path, "adopted", None)

@@ -431,12 +431,13 @@ class PhotoStore:
             )
             fulltext.refresh(c, "id = ?", (row_id,))
 
-    def missing_facts(self, limit: int = 1000) -> list[PhotoRow]:
-        """Described photos with no date taken or camera yet (for a backfill)."""
+    def missing_facts(self, after_id: int = 0, limit: int = 1000) -> list[PhotoRow]:
+        """Described photos after ``after_id`` with no date taken, camera or place (for a
+        backfill; page on by the last id)."""
         return self._many(
-            f"SELECT {COLUMNS} FROM photos WHERE state IN ('done', 'needs_caption') "
-            "AND date_taken IS NULL AND camera IS NULL ORDER BY id LIMIT ?",
-            (limit,),
+            f"SELECT {COLUMNS} FROM photos WHERE id > ? AND state IN ({SEARCHABLE}) "
+            "AND date_taken IS NULL AND camera IS NULL AND place IS NULL ORDER BY id LIMIT ?",
+            (after_id, limit),
         )
 
 

@@ -112,7 +112,7 @@ def captions_off(config: Config, captions: bool = True) -> str | None:
 
 
 def run_search(config: Config, query: SearchQuery) -> list[Hit]:
-    from photoscribe.search.vectors import from_store
+    from photoscribe.search.cache import VectorCache
 
     store = open_store(config.index_path, readonly=True)
     encode_text = vectors = None
@@ -120,8 +120,8 @@ def run_search(config: Config, query: SearchQuery) -> list[Hit]:
         from photoscribe.vision.model import resolve_weights
 
         model_id = resolve_weights(config.model).model_id
-        if store.embeddings_count(model_id):
-            vectors = from_store(store, model_id)
+        if store.searchable_embeddings(model_id):
+            vectors = VectorCache(store, model_id, config.cache_dir)
             encode_text = build_tagger(config).encoder.encode_texts
     return search(
         store,

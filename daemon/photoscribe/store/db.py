@@ -157,6 +157,14 @@ def _search_index(conn: sqlite3.Connection) -> None:
         BEGIN
             UPDATE search_generation SET n = n + 1;
         END;
+        -- Ids of deleted photos, so a copy of the embeddings can drop exactly those.
+        CREATE TABLE search_removed (seq INTEGER PRIMARY KEY, id INTEGER NOT NULL);
+        CREATE TRIGGER photos_removed_ad AFTER DELETE ON photos BEGIN
+            INSERT INTO search_removed (id) VALUES (old.id);
+        END;
+        -- Counting the searchable embeddings of a model without reading every row.
+        CREATE INDEX photos_embedded ON photos(model, id)
+            WHERE embedding IS NOT NULL AND state IN ('done', 'needs_caption');
         """
     ):
         conn.execute(statement)

@@ -179,7 +179,10 @@ class PhotoStore:
 
     def save_embedding(self, row_id: int, embedding: bytes) -> None:
         with self._write() as c:
-            c.execute("UPDATE photos SET embedding = ? WHERE id = ?", (embedding, row_id))
+            c.execute(
+                "UPDATE photos SET embedding = ?, updated_at = ? WHERE id = ?",
+                (embedding, time.time(), row_id),
+            )
 
     def needing_caption(self, model: str | None = None) -> list[PhotoRow]:
         """Photos with keywords but no caption yet (of ``model``, or of any model)."""
@@ -293,15 +296,57 @@ class PhotoStore:
         with self._lock:
             return self._conn.execute("SELECT n FROM search_generation").fetchone()[0]
 
-    def embeddings_since(self, model: str, updated_at: float) -> list[sqlite3.Row]:
-        """(id, embedding, state, updated_at) of ``model``'s photos changed at or after
+    def changed_since(self, updated_at: float) -> list[sqlite3.Row]:
+        """(id, model, embedding, state, updated_at) of the photos changed after
         ``updated_at``, for keeping a copy of the embeddings in step."""
         with self._lock:
             return self._conn.execute(
-                "SELECT id, embedding, state, updated_at FROM photos "
-                "WHERE updated_at >= ? AND model = ? ORDER BY id",
-                (updated_at, model),
+                "SELECT id, model, embedding, state, updated_at FROM photos "
+                "WHERE updated_at > ? ORDER BY id",
+                (updated_at,),
             ).fetchall()
+
+    def removed_since(self, seq: int) -> tuple[list[int], int]:
+        """Ids of the photos deleted after ``seq`` in the removal log, and the last seq."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT seq, id FROM search_removed WHERE seq > ? ORDER BY seq", (seq,)
+            ).fetchall()
+        return [r[1] for r in rows], (rows[-1][0] if rows else seq)
+
+    def searchable_embeddings(self, model: str) -> int:
+        """How many photos search can find by ``model``'s embeddings (an index count)."""
+        with self._lock:
+            return self._conn.execute(
+                f"SELECT count(*) FROM photos WHERE model = ? AND embedding IS NOT NULL "
+                f"AND state IN ({SEARCHABLE})",
+                (model,),
+            ).fetchone()[0]
+
+    def embeddings_by_id(self, ids: Iterable[int]) -> dict[int, bytes]:
+        ids = list(ids)
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        sql = f"SELECT id, embedding FROM photos WHERE id IN ({marks}) AND embedding IS NOT NULL"
+        with self._lock:
+            return {r[0]: bytes(r[1]) for r in self._conn.execute(sql, tuple(ids)).fetchall()}
+
+    def all_embeddings(self, model: str, batch: int = 50_000) -> Iterator[list[sqlite3.Row]]:
+        """Every searchable (id, embedding, updated_at) of ``model``, in id order, in batches."""
+        after = 0
+        while True:
+            with self._lock:
+                rows = self._conn.execute(
+                    "SELECT id, embedding, updated_at FROM photos WHERE model = ? "
+                    f"AND embedding IS NOT NULL AND state IN ({SEARCHABLE}) AND id > ? "
+                    "ORDER BY id LIMIT ?",
+                    (model, after, batch),
+                ).fetchall()
+            if not rows:
+                return
+            yield rows
+            after = rows[-1][0]
 
     # -- writes --------------------------------------------------------------
     def save_tagged(

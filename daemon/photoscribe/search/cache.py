@@ -31,7 +31,7 @@ from photoscribe.store.photos import SEARCHABLE
 log = logging.getLogger(__name__)
 
 CODE_BUDGET = 256 * 2**20  # bytes of codes before 8-bit codes give way to 4-bit ones
-RERANK_FACTOR = 4  # candidates re-scored exactly per result wanted
+RERANK_FACTOR = 2  # candidates re-scored exactly per result wanted
 MIN_POOL = 200
 SAME = 0.06  # a code this close (max abs) to the stored embedding: the embedding is unchanged
 STATES = {s.strip(" '") for s in SEARCHABLE.split(",")}
@@ -108,7 +108,8 @@ class VectorCache:
         ids = [i for i in candidates if i in blobs]
         if not ids:
             return []
-        exact = np.stack([_unit(blobs[i]) for i in ids]) @ q[0]
+        joined = np.frombuffer(b"".join(blobs[i] for i in ids), dtype="<f2")
+        exact = joined.reshape(len(ids), -1).astype(np.float32) @ q[0]
         order = np.argsort(-exact, kind="stable")[:k]
         return [(ids[j], float(exact[j])) for j in order]
 

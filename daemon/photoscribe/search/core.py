@@ -27,7 +27,7 @@ from photoscribe.store import PhotoStore
 from photoscribe.store.paths import to_db
 
 RRF_K = 60  # reciprocal-rank-fusion constant (the usual choice)
-CLIP_POOL = 200  # CLIP candidates fused (and checked against exclusions) per query
+CLIP_POOL = 100  # at least this many CLIP candidates fused (and checked for exclusions)
 
 EncodeText = Callable[[Sequence[str]], np.ndarray]
 
@@ -218,11 +218,12 @@ def search(
         )
         return _hits(store, [(i, 0.0) for i in ids], set(), {}, by_filter=True)
     pool = max(query.limit, CLIP_POOL)
-    text_ids = text_ranking(store, terms, pool, where, params)
+    text_ids = text_ranking(store, terms, query.limit * 2, where, params)
     clip_hits: list[tuple[int, float]] = []
     if query.use_clip and vectors is not None and encode_text is not None:
-        allowed = np.array(store.filtered_ids(where, params), dtype=np.int64)
-        allowed = allowed if query.filtered() else None
+        allowed = None
+        if query.filtered():
+            allowed = np.array(store.filtered_ids(where, params), dtype=np.int64)
         vector = np.asarray(encode_text([clip_text(terms)])[0], dtype=np.float32)
         clip_hits = clip_ranking(store, vectors, vector, terms, pool, min_similarity, allowed)
     fused = fuse(text_ids, clip_hits)[: query.limit]

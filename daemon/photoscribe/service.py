@@ -113,6 +113,7 @@ def captions_off(config: Config, captions: bool = True) -> str | None:
 
 def run_search(config: Config, query: SearchQuery) -> list[Hit]:
     from photoscribe.search.cache import VectorCache
+    from photoscribe.search.querycache import CachedEncoder
 
     store = open_store(config.index_path, readonly=True)
     encode_text = vectors = None
@@ -122,7 +123,9 @@ def run_search(config: Config, query: SearchQuery) -> list[Hit]:
         model_id = resolve_weights(config.model).model_id
         if store.searchable_embeddings(model_id):
             vectors = VectorCache(store, model_id, config.cache_dir)
-            encode_text = build_tagger(config).encoder.encode_texts
+            encode_text = CachedEncoder(
+                config.cache_dir, model_id, lambda: build_tagger(config).encoder.encode_texts
+            )
     return search(
         store,
         query,

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from photoscribe.segment import index_text
 
 FTS_COLUMNS = ("caption", "keywords", "names", "camera", "place")
-SOURCE = "id, path, caption, keywords_text, camera, place"  # photos columns read here
+SOURCE = "id, path, state, caption, keywords_text, camera, place"  # photos columns read here
 _SEPARATORS = re.compile(r"[/\\_.\-]+")
 
 
@@ -39,13 +39,19 @@ def document(row: sqlite3.Row) -> tuple[str, ...]:
     return tuple(index_text(text) for text in raw)
 
 
+SEARCHABLE = ("done", "needs_caption")  # only photos in these states are in photos_fts
+
+
 def refresh(conn: sqlite3.Connection, where: str, params: Iterable = ()) -> int:
     """Replace the full-text rows of the photos selected by ``where`` (inside the caller's
-    transaction). Returns how many were (re)indexed."""
+    transaction); photos search does not list (failed, undone) get none, so a text
+    search needs no look at the photos table. Returns how many were (re)indexed."""
     rows = conn.execute(f"SELECT {SOURCE} FROM photos WHERE {where}", tuple(params)).fetchall()
     marks = ", ".join("?" * (len(FTS_COLUMNS) + 1))
     for row in rows:
         conn.execute("DELETE FROM photos_fts WHERE rowid = ?", (row["id"],))
+        if row["state"] not in SEARCHABLE:
+            continue
         conn.execute(
             f"INSERT INTO photos_fts (rowid, {', '.join(FTS_COLUMNS)}) VALUES ({marks})",
             (row["id"], *document(row)),

@@ -243,13 +243,16 @@ class PhotoStore:
     ) -> list[int]:
         """Described photos whose text matches an FTS5 expression and not ``exclude``,
         within the photos condition ``where``, best first (bm25; keywords weigh most)."""
-        sql = (
-            "SELECT photos.id FROM photos_fts JOIN photos ON photos.id = photos_fts.rowid "
-            f"WHERE photos_fts MATCH ? AND photos.state IN ({SEARCHABLE}) AND ({where})"
-        )
+        sql = "SELECT photos_fts.rowid FROM photos_fts "
+        if where != "1":  # only filters need the photos table
+            sql += "JOIN photos ON photos.id = photos_fts.rowid "
+        sql += f"WHERE photos_fts MATCH ? AND ({where})"
         args: tuple = (match, *params)
         if exclude:
-            sql += " AND photos.id NOT IN (SELECT rowid FROM photos_fts WHERE photos_fts MATCH ?)"
+            sql += (
+                " AND photos_fts.rowid NOT IN "
+                "(SELECT rowid FROM photos_fts WHERE photos_fts MATCH ?)"
+            )
             args += (exclude,)
         sql += f" ORDER BY bm25(photos_fts, {BM25_WEIGHTS}) LIMIT ?"
         with self._lock:
@@ -430,6 +433,7 @@ class PhotoStore:
                        updated_at=excluded.updated_at, failure=excluded.failure""",
                 (to_db(path), *_stat_cols(stat), reason, now, now, kind),
             )
+            fulltext.refresh(c, "path = ?", (to_db(path),))
 
     def mark_undone(self, path: Path, stat: FileStat | None) -> None:
         """photoscribe's metadata was taken out of the photo: forget keywords and caption,

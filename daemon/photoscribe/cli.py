@@ -55,6 +55,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_search_parser(sub)
 
+    similar = sub.add_parser("similar", help="photos that look like PHOTO (CLIP embeddings)")
+    similar.add_argument("photo", type=Path)
+    similar.add_argument("-n", "--limit", type=_positive, help="at most this many results")
+    similar.add_argument("--json", action="store_true", help="machine-readable output")
+    similar.set_defaults(func=cmd_similar)
+
+    duplicates = sub.add_parser(
+        "duplicates", help="groups of exact copies (same image data) and near copies"
+    )
+    duplicates.add_argument(
+        "--threshold", type=float, default=0.95, help="cosine for near copies (default 0.95)"
+    )
+    duplicates.add_argument("--folder", type=Path, help="only photos below this folder")
+    duplicates.add_argument("--json", action="store_true", help="machine-readable output")
+    duplicates.set_defaults(func=cmd_duplicates)
+
     status = sub.add_parser("status", help="counts by state and the last failures")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(func=cmd_status)
@@ -315,6 +331,58 @@ def cmd_search(config: Config, args: argparse.Namespace) -> int:
         print(f"{display(hit.path)}\n    {hit.caption or '(no caption yet)'}\n    [{keywords}]")
     if not hits:
         print("no matches", file=sys.stderr)
+    return 0
+
+
+def _print_hits(hits, as_json: bool) -> None:
+    if as_json:
+        json.dump([h.as_json() for h in hits], sys.stdout, ensure_ascii=False, indent=2)
+        sys.stdout.write("\n")
+        return
+    for hit in hits:
+        keywords = ", ".join(hit.keywords)
+        print(f"{display(hit.path)}\n    {hit.caption or '(no caption yet)'}\n    [{keywords}]")
+    if not hits:
+        print("no matches", file=sys.stderr)
+
+
+def cmd_similar(config: Config, args: argparse.Namespace) -> int:
+    from photoscribe.search.alike import similar
+    from photoscribe.search.cache import VectorCache
+    from photoscribe.store import open_store
+
+    store = open_store(config.index_path, readonly=True)
+    row = store.by_path(args.photo.absolute())
+    model = row.model if row is not None and row.model else ""
+    vectors = VectorCache(store, model, config.cache_dir)
+    limit = args.limit or config.search.limit
+    _print_hits(similar(store, vectors, args.photo.absolute(), limit), args.json)
+    return 0
+
+
+def cmd_duplicates(config: Config, args: argparse.Namespace) -> int:
+    from photoscribe.errors import ConfigError
+    from photoscribe.search.alike import exact_copies, near_copies
+    from photoscribe.store import open_store
+    from photoscribe.vision.model import resolve_weights
+
+    if not 0 < args.threshold <= 1:
+        raise ConfigError(f"--threshold must be above 0 and at most 1 (got {args.threshold})")
+    store = open_store(config.index_path, readonly=True)
+    folder = args.folder.absolute() if args.folder else None
+    model = resolve_weights(config.model).model_id
+    groups = exact_copies(store, folder) + near_copies(store, model, args.threshold, folder)
+    if args.json:
+        json.dump([g.as_json() for g in groups], sys.stdout, ensure_ascii=False, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    for group in groups:
+        how = "same image data" if group.kind == "exact" else f"alike ≥ {group.similarity:.3f}"
+        print(f"{len(group.paths)} photos, {how}:")
+        for path in group.paths:
+            print(f"    {display(path)}")
+    if not groups:
+        print("no duplicates found", file=sys.stderr)
     return 0
 
 

@@ -18,6 +18,7 @@ import json
 import platform
 import random
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -83,6 +84,15 @@ def cpu_name() -> str:
 
 
 def rss_mb() -> float:
+    """Peak RSS of this process image. VmHWM, not ru_maxrss: Linux carries ru_maxrss over
+    an exec, so a child of the (big) building process would report the builder's peak."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -218,7 +228,14 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=30)
     ap.add_argument("--dir", type=Path, default=Path("/tmp/photoscribe-bench-search"))
     ap.add_argument("--measure", nargs=2, metavar=("DB", "CACHE"), help=argparse.SUPPRESS)
+    ap.add_argument("--build-cache", nargs=2, metavar=("DB", "CACHE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.build_cache:  # in a fresh process, for its peak RSS
+        t = time.perf_counter()
+        store = open_store(Path(args.build_cache[0]), readonly=True)
+        VectorCache(store, "bench", Path(args.build_cache[1])).refresh()
+        print(json.dumps([time.perf_counter() - t, rss_mb()]))
+        return
     if args.measure:
         print(
             json.dumps(
@@ -234,6 +251,7 @@ def main() -> None:
         "photos",
         "build s",
         "cache s",
+        "cache RSS MB",
         "db MB",
         "cache MB",
         "text p50/p95",
@@ -251,11 +269,14 @@ def main() -> None:
         folder.mkdir(parents=True, exist_ok=True)
         db, cache = folder / "index.sqlite3", folder / "cache"
         built = build(db, n, args.dim) if not db.exists() else float("nan")  # nan: reused
-        t = time.perf_counter()
-        store = open_store(db, readonly=True)
-        VectorCache(store, "bench", cache).refresh()
-        store.close()
-        cached = time.perf_counter() - t
+        shutil.rmtree(cache, ignore_errors=True)
+        done = subprocess.run(
+            [sys.executable, __file__, "--build-cache", str(db), str(cache)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        cached, cache_rss = json.loads(done.stdout.strip().splitlines()[-1])
         done = subprocess.run(
             [
                 sys.executable,
@@ -280,6 +301,7 @@ def main() -> None:
             f"{n:,}",
             f"{built:.0f}",
             f"{cached:.1f}",
+            f"{cache_rss:.0f}",
             f"{size_mb(db, db.with_name(db.name + '-wal')):.0f}",
             f"{size_mb(cache):.0f}",
             "{:.1f}/{:.1f}".format(*m["text"]),

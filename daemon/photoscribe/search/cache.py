@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 CODE_BUDGET = 256 * 2**20  # bytes of codes before 8-bit codes give way to 4-bit ones
 RERANK_FACTOR = 2  # candidates re-scored exactly per result wanted
-MIN_POOL = 200
+MIN_POOL = 200  # candidates re-scored at least (1,000 with 4-bit codes)
 SAME = 0.06  # a code this close (max abs) to the stored embedding: the embedding is unchanged
 STATES = {s.strip(" '") for s in SEARCHABLE.split(",")}
 
@@ -99,7 +99,9 @@ class VectorCache:
             selector = faiss.IDSelectorBatch(np.array(positions, dtype=np.int64))
         elif len(state.positions) < len(state.ids):  # some codes retired
             selector = faiss.IDSelectorBatch(np.flatnonzero(state.alive).astype(np.int64))
-        pool = min(max(k * RERANK_FACTOR, MIN_POOL), len(state.positions))
+        coarse = state.index.code_size * 2 < state.index.d  # 4-bit codes: a wider net
+        least = MIN_POOL * (5 if coarse else 1)
+        pool = min(max(k * RERANK_FACTOR, least), len(state.positions))
         params = faiss.SearchParameters(sel=selector) if selector is not None else None
         q = np.ascontiguousarray(query, dtype=np.float32).reshape(1, -1)
         _, found = state.index.search(q, pool, params=params)
@@ -179,26 +181,28 @@ class VectorCache:
             state.positions[row_id] = start + offset
 
     def _build(self, generation: int) -> _State | None:
-        """All searchable embeddings, read once from SQLite in id order."""
+        """All searchable embeddings, read from SQLite in id order one batch at a time
+        (memory: the codes plus one batch, never the whole float matrix)."""
+        count = self.store.searchable_embeddings(self.model_id)
+        if not count:
+            return None
         removed_seq = self.store.removed_since(0)[1]
-        chunks, ids, newest = [], [], 0.0
+        faiss = _faiss()
+        index, ids, newest = None, [], 0.0
         for rows in self.store.all_embeddings(self.model_id):
             ids += [r[0] for r in rows]
             newest = max(newest, max(r[2] for r in rows))
-            chunks.append(np.frombuffer(b"".join(r[1] for r in rows), dtype="<f2"))
-        if not ids:
+            batch = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f2")
+            batch = batch.astype(np.float32).reshape(len(rows), -1)
+            if index is None:  # the value range is learnt from the first batch
+                index = self._new_index(faiss, batch.shape[1], count)
+                index.train(batch)
+            index.add(batch)
+        if index is None:
             return None
-        matrix = np.concatenate(chunks).astype(np.float32).reshape(len(ids), -1)
-        del chunks
-        faiss = _faiss()
-        bits = 8 if len(ids) * matrix.shape[1] <= CODE_BUDGET else 4
-        kind = getattr(faiss.ScalarQuantizer, f"QT_{bits}bit_uniform")
-        index = faiss.IndexScalarQuantizer(matrix.shape[1], kind, faiss.METRIC_INNER_PRODUCT)
-        index.train(matrix[:: max(1, len(ids) // 50_000)])
-        for start in range(0, len(ids), 50_000):
-            index.add(matrix[start : start + 50_000])
-        del matrix
-        log.info("search: %d embeddings cached as %d-bit codes", len(ids), bits)
+        log.info(
+            "search: %d embeddings cached as %d-bit codes", len(ids), self._bits(index.d, count)
+        )
         return _State(
             index,
             np.array(ids, dtype=np.int64),
@@ -207,6 +211,14 @@ class VectorCache:
             newest,
             removed_seq,
         )
+
+    @staticmethod
+    def _bits(dim: int, count: int) -> int:
+        return 8 if count * dim <= CODE_BUDGET else 4
+
+    def _new_index(self, faiss, dim: int, count: int):
+        kind = getattr(faiss.ScalarQuantizer, f"QT_{self._bits(dim, count)}bit_uniform")
+        return faiss.IndexScalarQuantizer(dim, kind, faiss.METRIC_INNER_PRODUCT)
 
     # -- on disk ---------------------------------------------------------------
     def _load(self) -> _State | None:

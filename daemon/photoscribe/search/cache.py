@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 CODE_BUDGET = 256 * 2**20  # bytes of codes before 8-bit codes give way to 4-bit ones
 RERANK_FACTOR = 2  # candidates re-scored exactly per result wanted
+BUILD_BATCH = 10_000  # rows read and encoded at a time when building
 MIN_POOL = 200  # candidates re-scored at least (1,000 with 4-bit codes)
 SAME = 0.06  # a code this close (max abs) to the stored embedding: the embedding is unchanged
 STATES = {s.strip(" '") for s in SEARCHABLE.split(",")}
@@ -99,7 +100,7 @@ class VectorCache:
             selector = faiss.IDSelectorBatch(np.array(positions, dtype=np.int64))
         elif len(state.positions) < len(state.ids):  # some codes retired
             selector = faiss.IDSelectorBatch(np.flatnonzero(state.alive).astype(np.int64))
-        coarse = state.index.code_size * 2 < state.index.d  # 4-bit codes: a wider net
+        coarse = state.index.code_size < state.index.d  # 4-bit codes: a wider net
         least = MIN_POOL * (5 if coarse else 1)
         pool = min(max(k * RERANK_FACTOR, least), len(state.positions))
         params = faiss.SearchParameters(sel=selector) if selector is not None else None
@@ -189,7 +190,7 @@ class VectorCache:
         removed_seq = self.store.removed_since(0)[1]
         faiss = _faiss()
         index, ids, newest = None, [], 0.0
-        for rows in self.store.all_embeddings(self.model_id):
+        for rows in self.store.all_embeddings(self.model_id, batch=BUILD_BATCH):
             ids += [r[0] for r in rows]
             newest = max(newest, max(r[2] for r in rows))
             batch = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f2")

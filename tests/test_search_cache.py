@@ -112,3 +112,14 @@ def test_search_with_the_cache_and_a_filter(store, tmp_path: Path) -> None:
     only_q = SearchQuery("sea", 3, folder=Path("/q"))
     hits = search(store, only_q, vectors=cache, encode_text=encode, min_similarity=0.0)
     assert [str(h.path) for h in hits] == ["/q/beach.jpg"]
+
+
+def test_four_bit_codes_still_rank_exactly(store, tmp_path: Path, monkeypatch) -> None:
+    import photoscribe.search.cache as cache_module
+
+    monkeypatch.setattr(cache_module, "CODE_BUDGET", 0)  # as for a library past the budget
+    cache = VectorCache(store, "m", tmp_path / "cache")
+    rng = np.random.default_rng(6)
+    q = unit(rng)
+    assert [i for i, _ in cache.nearest(q, 20)] == exact(store, q, 20)
+    assert cache.state.index.code_size < DIM  # 4-bit codes were used

@@ -52,14 +52,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(func=cmd_run)
 
-    search = sub.add_parser("search", help="find photos by caption, keywords and CLIP similarity")
-    search.add_argument("text")
-    search.add_argument("-n", "--limit", type=int, help="at most this many results")
-    search.add_argument(
-        "--text-only", action="store_true", help="full-text only: no CLIP model is loaded (fast)"
+    add_search_parser(sub)
+
+    similar = sub.add_parser("similar", help="photos that look like PHOTO (CLIP embeddings)")
+    similar.add_argument("photo", type=Path)
+    similar.add_argument("-n", "--limit", type=_positive, help="at most this many results")
+    similar.add_argument("--json", action="store_true", help="machine-readable output")
+    similar.set_defaults(func=cmd_similar)
+
+    duplicates = sub.add_parser(
+        "duplicates", help="groups of exact copies (same image data) and near copies"
     )
-    search.add_argument("--json", action="store_true", help="machine-readable output")
-    search.set_defaults(func=cmd_search)
+    duplicates.add_argument(
+        "--threshold", type=float, default=0.95, help="cosine for near copies (default 0.95)"
+    )
+    duplicates.add_argument("--folder", type=Path, help="only photos below this folder")
+    duplicates.add_argument("--json", action="store_true", help="machine-readable output")
+    duplicates.set_defaults(func=cmd_duplicates)
 
     serve = sub.add_parser("serve", help="a local web page: search, photos, look-alikes, status")
     serve.add_argument("--port", type=int, help="instead of web.port (0: any free port)")
@@ -115,6 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--embeddings", action="store_true", help="also compute CLIP embeddings (for search)"
     )
     rebuild.set_defaults(func=cmd_index_rebuild)
+    facts = index.add_parser(
+        "facts",
+        help="record date taken, camera and place (search filters) for photos indexed "
+        "before photoscribe kept them",
+    )
+    facts.set_defaults(func=cmd_index_facts)
 
     add_vocabulary_commands(sub)
 
@@ -230,11 +245,100 @@ def cmd_serve(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+SEARCH_VALUE_OPTIONS = ("-n", "--limit", "--folder", "--after", "--before", "--keyword", "--camera")
+SEARCH_FLAGS = ("-h", "--help", "--text-only", "--json")
+
+
+def add_search_parser(sub) -> None:
+    search = sub.add_parser(
+        "search",
+        help="find photos by caption, keywords, names and CLIP similarity (Chinese or English)",
+        description='Words are ANDed; "a phrase" keeps words together; word* matches the '
+        "start of words; -word leaves out photos whose text has it (also after --). "
+        "Chinese needs no spaces.",
+    )
+    search.add_argument("words", nargs="*", metavar="WORD")
+    search.add_argument("-n", "--limit", type=_positive, help="at most this many results")
+    search.add_argument(
+        "--text-only", action="store_true", help="full-text only: no CLIP model is loaded (fast)"
+    )
+    search.add_argument("--json", action="store_true", help="machine-readable output")
+    search.add_argument("--folder", type=Path, help="only photos below this folder")
+    search.add_argument("--after", type=_day, metavar="YYYY-MM-DD", help="taken on or after")
+    search.add_argument("--before", type=_day, metavar="YYYY-MM-DD", help="taken before")
+    search.add_argument(
+        "--keyword", action="append", default=[], help="has this keyword (repeat for several)"
+    )
+    search.add_argument("--camera", help="camera make or model contains this")
+    search.set_defaults(func=cmd_search)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
+    return value
+
+
+def _day(text: str):
+    from datetime import date
+
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date; write YYYY-MM-DD") from None
+
+
+def split_search_exclusions(argv: list[str]) -> tuple[list[str], list[str]]:
+    """`photoscribe search cat -dog`: ``-dog`` is a word to leave out, not an option.
+    Returns argv without such words, and the words."""
+    i = 0
+    while i < len(argv) and argv[i].startswith("-"):  # options before the command
+        i += 2 if argv[i] in ("-c", "--config") else 1
+    if i >= len(argv) or argv[i] != "search":
+        return argv, []
+    kept, words = argv[: i + 1], []
+    rest = iter(argv[i + 1 :])
+    for arg in rest:
+        if arg == "--":
+            kept += [arg, *rest]
+            break
+        if arg in SEARCH_VALUE_OPTIONS:
+            kept += [arg, next(rest, "")]
+        elif _is_exclusion(arg):
+            words.append(arg)
+        else:
+            kept.append(arg)
+    return kept, words
+
+
+def _is_exclusion(arg: str) -> bool:
+    if len(arg) < 2 or arg[0] != "-" or not arg[1].isalpha() or arg in SEARCH_FLAGS:
+        return False
+    known = (*SEARCH_VALUE_OPTIONS, *SEARCH_FLAGS)
+    return not (arg[:2] == "-n" and arg[2:].lstrip("-").isdigit()) and not any(
+        arg.startswith(o + "=") for o in known
+    )
+
+
 def cmd_search(config: Config, args: argparse.Namespace) -> int:
+    from photoscribe.search import SearchQuery
     from photoscribe.service import run_search
 
-    limit = args.limit or config.search.limit
-    hits = run_search(config, args.text, limit=limit, use_clip=not args.text_only)
+    query = SearchQuery(
+        text=" ".join(args.words),
+        limit=args.limit or config.search.limit,
+        folder=args.folder.absolute() if args.folder else None,
+        after=args.after,
+        before=args.before,
+        keywords=tuple(args.keyword),
+        camera=args.camera,
+        use_clip=not args.text_only,
+    )
+    hits = run_search(config, query)
     if args.json:
         json.dump([h.as_json() for h in hits], sys.stdout, ensure_ascii=False, indent=2)
         sys.stdout.write("\n")
@@ -244,6 +348,58 @@ def cmd_search(config: Config, args: argparse.Namespace) -> int:
         print(f"{display(hit.path)}\n    {hit.caption or '(no caption yet)'}\n    [{keywords}]")
     if not hits:
         print("no matches", file=sys.stderr)
+    return 0
+
+
+def _print_hits(hits, as_json: bool) -> None:
+    if as_json:
+        json.dump([h.as_json() for h in hits], sys.stdout, ensure_ascii=False, indent=2)
+        sys.stdout.write("\n")
+        return
+    for hit in hits:
+        keywords = ", ".join(hit.keywords)
+        print(f"{display(hit.path)}\n    {hit.caption or '(no caption yet)'}\n    [{keywords}]")
+    if not hits:
+        print("no matches", file=sys.stderr)
+
+
+def cmd_similar(config: Config, args: argparse.Namespace) -> int:
+    from photoscribe.search.alike import similar
+    from photoscribe.search.cache import VectorCache
+    from photoscribe.store import open_store
+
+    store = open_store(config.index_path, readonly=True)
+    row = store.by_path(args.photo.absolute())
+    model = row.model if row is not None and row.model else ""
+    vectors = VectorCache(store, model, config.cache_dir)
+    limit = args.limit or config.search.limit
+    _print_hits(similar(store, vectors, args.photo.absolute(), limit), args.json)
+    return 0
+
+
+def cmd_duplicates(config: Config, args: argparse.Namespace) -> int:
+    from photoscribe.errors import ConfigError
+    from photoscribe.search.alike import exact_copies, near_copies
+    from photoscribe.store import open_store
+    from photoscribe.vision.model import resolve_weights
+
+    if not 0 < args.threshold <= 1:
+        raise ConfigError(f"--threshold must be above 0 and at most 1 (got {args.threshold})")
+    store = open_store(config.index_path, readonly=True)
+    folder = args.folder.absolute() if args.folder else None
+    model = resolve_weights(config.model).model_id
+    groups = exact_copies(store, folder) + near_copies(store, model, args.threshold, folder)
+    if args.json:
+        json.dump([g.as_json() for g in groups], sys.stdout, ensure_ascii=False, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    for group in groups:
+        how = "same image data" if group.kind == "exact" else f"alike ≥ {group.similarity:.3f}"
+        print(f"{len(group.paths)} photos, {how}:")
+        for path in group.paths:
+            print(f"    {display(path)}")
+    if not groups:
+        print("no duplicates found", file=sys.stderr)
     return 0
 
 
@@ -373,6 +529,18 @@ def cmd_index_rebuild(config: Config, args: argparse.Namespace) -> int:
     return 1 if summary.failures else 0
 
 
+def cmd_index_facts(config: Config, args: argparse.Namespace) -> int:
+    from photoscribe.search.facts import backfill
+    from photoscribe.store import open_store
+
+    store = open_store(config.index_path)
+    try:
+        print(f"{backfill(store)} photos got their date taken, camera or place")
+    finally:
+        store.close()
+    return 0
+
+
 def show_plan(plan) -> None:  # an undo.UndoPlan
     show_changes(plan.path, {k: (plan.current.get(k), v) for k, v in plan.changes.items()})
 
@@ -412,6 +580,14 @@ def cmd_doctor(config: Config, args: argparse.Namespace) -> int:
         for check in checks:
             print(f"{'ok ' if check.ok else 'BAD'} {check.name}: {check.detail}")
     return 0 if all(c.ok for c in checks) else 1
+
+
+def quiet_broken_pipe() -> int:
+    """The reader of stdout went away: nothing more can be shown, and Python's own flush
+    at exit must not print a traceback either. Exit as a program killed by SIGPIPE."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 141  # 128 + SIGPIPE, what a shell reports for e.g. `yes | head`
 
 
 def setup_logging(verbose: bool) -> None:
@@ -517,9 +693,11 @@ def cmd_relabel(config: Config, args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv, excluded = split_search_exclusions(list(sys.argv[1:] if argv is None else argv))
     parser = build_parser()
-    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(labels_default_action(parser, argv))
+    if excluded:
+        args.words.extend(excluded)
     setup_logging(args.verbose)
     try:
         config = load_config(args.config, explicit=args.config is not None)
@@ -536,8 +714,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def entry() -> None:
     """The `photoscribe` command: ``main()``, then exit with its code. After Ctrl-C the
-    writes are done, so caption requests still under way must not hold up the exit."""
-    code = main()
+    writes are done, so caption requests still under way must not hold up the exit.
+    Output into a closed pipe (`photoscribe search x | head`) ends quietly."""
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        code = quiet_broken_pipe()
     if code == 130:
         sys.stdout.flush()
         sys.stderr.flush()

@@ -68,6 +68,23 @@ class Wording:
                 out += [self.vocabulary.name(c, language) for c in flat]
         return dedupe(out)
 
+    def search_text(self, labels: Sequence[str]) -> str:
+        """What full-text search finds a photo's keywords by: each concept's and ancestor's
+        names and aliases in every language of the vocabulary (not only those written), so
+        狗, dog and 狗狗 all find a golden retriever."""
+        out: list[str] = []
+        for label in labels:
+            cid = self.concept_of(label)
+            if cid is None:
+                out.append(label)
+                continue
+            for c in (cid, *self.vocabulary.ancestors(cid)):
+                concept = self.vocabulary[c]
+                out += concept.names.values()
+                for aliases in concept.aliases.values():
+                    out += aliases
+        return " ".join(dedupe(out))
+
     def paths(self, labels: Sequence[str]) -> list[str]:
         """The hierarchical keywords ("animal|dog"), language by language."""
         out: list[str] = []

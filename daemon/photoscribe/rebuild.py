@@ -59,18 +59,27 @@ class Found:
 
 
 def rebuild(
-    store: PhotoStore, paths: Iterable[Path], advance: Callable[[str], None]
+    store: PhotoStore,
+    paths: Iterable[Path],
+    advance: Callable[[str], None],
+    search_text: Callable[[Sequence[str]], str] | None = None,
 ) -> RebuildSummary:
-    """Index every photo among ``paths`` that carries photoscribe's record of its pixels."""
+    """Index every photo among ``paths`` that carries photoscribe's record of its pixels.
+    ``search_text``: keyword labels → their searchable names (keywording.Wording)."""
     summary = RebuildSummary()
     for path in paths:
-        outcome = _restore(store, path, summary)
+        outcome = _restore(store, path, summary, search_text)
         summary.add(outcome)
         advance(outcome)
     return summary
 
 
-def _restore(store: PhotoStore, path: Path, summary: RebuildSummary) -> str:
+def _restore(
+    store: PhotoStore,
+    path: Path,
+    summary: RebuildSummary,
+    search_text: Callable[[Sequence[str]], str] | None = None,
+) -> str:
     try:
         found = read_record(path)
     except (PhotoError, OSError) as exc:
@@ -84,7 +93,10 @@ def _restore(store: PhotoStore, path: Path, summary: RebuildSummary) -> str:
         return KEPT  # the index already knows this photo as it is
     keywords = tuple(Keyword(word, 0.0) for word in found.keywords)
     tagging = Tagging(keywords, None, found.model)  # type: ignore[arg-type]  # no embedding
-    store.save_tagged(path, found.stat, found.content_hash, tagging, found.caption)
+    text = search_text(found.keywords) if search_text else None
+    store.save_tagged(
+        path, found.stat, found.content_hash, tagging, found.caption, keywords_text=text
+    )
     summary.captions += found.caption is not None
     return RESTORED
 

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from photoscribe.captioning import CaptionStage
 from photoscribe.config import Config
@@ -15,7 +16,7 @@ from photoscribe.pipeline import Pipeline
 from photoscribe.progress import Progress
 from photoscribe.records import Summary, Tagging
 from photoscribe.scanner import find_photos
-from photoscribe.search import Hit, search
+from photoscribe.search import Hit, SearchQuery, search
 from photoscribe.store import PhotoStore, open_store
 from photoscribe.writing import Writer
 
@@ -136,21 +137,33 @@ def captions_off(config: Config, captions: bool = True) -> str | None:
     return None if captions else "--no-caption"
 
 
-def run_search(config: Config, text: str, *, limit: int, use_clip: bool) -> list[Hit]:
-    store = open_store(config.index_path, readonly=True)
-    encode_text = model_id = None
-    if use_clip:
-        from photoscribe.vision.model import resolve_weights
+def clip_search_tools(config: Config, store: PhotoStore) -> tuple[Any, Any]:
+    """(vectors, encode_text) for CLIP search, or (None, None) when the index holds no
+    embeddings of the configured model. The text tower loads on the first uncached query
+    and stays loaded."""
+    from photoscribe.search.cache import VectorCache
+    from photoscribe.search.querycache import CachedEncoder
+    from photoscribe.vision.model import resolve_weights
 
-        model_id = resolve_weights(config.model).model_id
-        if store.embeddings_count(model_id):
-            tagger = build_tagger(config)
-            encode_text = tagger.encoder.encode_texts
+    model_id = resolve_weights(config.model).model_id
+    if not store.searchable_embeddings(model_id):
+        return None, None
+    vectors = VectorCache(store, model_id, config.cache_dir)
+    encode_text = CachedEncoder(
+        config.cache_dir, model_id, lambda: build_tagger(config).encoder.encode_texts
+    )
+    return vectors, encode_text
+
+
+def run_search(config: Config, query: SearchQuery) -> list[Hit]:
+    store = open_store(config.index_path, readonly=True)
+    encode_text = vectors = None
+    if query.use_clip and query.text.strip():
+        vectors, encode_text = clip_search_tools(config, store)
     return search(
         store,
-        text,
-        limit=limit,
-        model_id=model_id,
+        query,
+        vectors=vectors,
         encode_text=encode_text,
         min_similarity=config.search.min_similarity,
     )
@@ -282,7 +295,8 @@ def rebuild_index(config: Config, roots: Sequence[Path], *, embeddings: bool, pr
     store = open_store(config.index_path)
     try:
         progress.start(len(paths), "photos")
-        summary = rebuild(store, paths, lambda outcome: progress.advance(outcome))
+        wording = build_wording(config)
+        summary = rebuild(store, paths, progress.advance, wording.search_text)
         progress.finish()
         if embeddings:
             summary.embeddings = _fill_embeddings(config, store, paths)

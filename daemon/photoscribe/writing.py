@@ -20,6 +20,7 @@ from photoscribe.errors import (
 )
 from photoscribe.fsutil import display, stat_or_none
 from photoscribe.records import Annotation, FileStat, State, Tagging, WriteOutcome
+from photoscribe.search.facts import read_facts
 from photoscribe.store import PhotoStore
 from photoscribe.store.journal import Journal
 
@@ -185,8 +186,21 @@ class Writer:
             self.report(job.path, "captioned", None)
             return
         if not self.dry_run:
-            self.store.save_tagged(job.path, stat, job.content_hash, job.tagging, job.caption)
+            self.store.save_tagged(
+                job.path,
+                stat,
+                job.content_hash,
+                job.tagging,
+                job.caption,
+                read_facts(job.path),
+                self._search_text(job.tagging),
+            )
         self.report(job.path, "tagged+caption" if job.caption else "tagged", note)
+
+    def _search_text(self, tagging: Tagging) -> str | None:
+        if self.wording is None:
+            return None
+        return self.wording.search_text([k.label for k in tagging.keywords])
 
     def _failed(self, path: Path, stat: FileStat | None, exc: PhotoError) -> None:
         transient = is_transient(exc)
@@ -197,7 +211,13 @@ class Writer:
     def _adopt(self, job: AdoptedJob) -> None:
         if not self.dry_run:
             self.store.save_tagged(
-                job.path, stat_or_none(job.path), job.content_hash, job.tagging, job.caption
+                job.path,
+                stat_or_none(job.path),
+                job.content_hash,
+                job.tagging,
+                job.caption,
+                read_facts(job.path),  # date taken, camera, place: for search filters
+                self._search_text(job.tagging),
             )
         log.info("indexed what the file already held: %s", display(job.path))
         self.report(job.path, "adopted", None)

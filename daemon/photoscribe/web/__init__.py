@@ -15,43 +15,28 @@ LOCAL = ("127.0.0.1", "localhost", "::1")
 
 
 def build_site(config: Config) -> Any:
-    """The Site for ``config``: read-only index, thumbnail cache, roots, warm text tower."""
+    """The Site for ``config``: read-only index, thumbnail cache, roots, vocabulary and,
+    where the index holds embeddings, CLIP search with a warm text tower."""
+    from photoscribe.service import clip_search_tools
     from photoscribe.store import open_store
+    from photoscribe.vision.vocabulary import vocabulary_for
     from photoscribe.web.app import Roots, Site
     from photoscribe.web.thumbs import Thumbnails
 
     store = open_store(config.index_path, readonly=True)
-    model_id, encoder = _clip(config, store)
+    vectors, encode_text = clip_search_tools(config, store) if config.web.clip else (None, None)
+    if config.web.clip and vectors is None:
+        log.info("no CLIP embeddings of the configured model in the index: text search only")
     roots = config.web.roots or (*config.watch.folders, *config.watch.poll_folders)
     return Site(
         config=config,
         store=store,
         thumbs=Thumbnails(config.cache_dir / "thumbs"),
         roots=Roots(roots),
-        model_id=model_id,
-        encoder=encoder,
+        vocabulary=vocabulary_for(config.tagging),
+        vectors=vectors,
+        encode_text=encode_text,
     )
-
-
-def _clip(config: Config, store: Any) -> tuple[str | None, Any]:
-    """CLIP search only where the index holds embeddings of the configured model."""
-    from photoscribe.web.app import QueryEncoder
-
-    if not config.web.clip:
-        return None, None
-    from photoscribe.vision.model import resolve_weights
-
-    model_id = resolve_weights(config.model).model_id
-    if not store.embeddings_count(model_id):
-        log.info("no CLIP embeddings of %s in the index: text search only", model_id)
-        return None, None
-
-    def build():
-        from photoscribe.service import build_tagger
-
-        return build_tagger(config).encoder.encode_texts
-
-    return model_id, QueryEncoder(build)
 
 
 def serve(config: Config, announce=print) -> None:

@@ -10,7 +10,6 @@ allowed roots.
 from __future__ import annotations
 
 import os
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -50,31 +49,6 @@ class Roots:
         return real == Path(os.path.abspath(path))
 
 
-class QueryEncoder:
-    """The CLIP text tower, built on first use and kept warm; recent queries cached."""
-
-    def __init__(self, build: Callable[[], EncodeText], size: int = 512) -> None:
-        self._build = build
-        self._encode: EncodeText | None = None
-        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._size = size
-
-    def __call__(self, texts: Sequence[str]) -> np.ndarray:
-        return np.stack([self._one(t) for t in texts])
-
-    def _one(self, text: str) -> np.ndarray:
-        if text in self._cache:
-            self._cache.move_to_end(text)
-            return self._cache[text]
-        if self._encode is None:
-            self._encode = self._build()
-        vector = self._encode([text])[0]
-        self._cache[text] = vector
-        if len(self._cache) > self._size:
-            self._cache.popitem(last=False)
-        return vector
-
-
 @dataclass
 class Site:
     """Everything the routes need, passed in (no globals)."""
@@ -83,8 +57,9 @@ class Site:
     store: PhotoStore
     thumbs: Thumbnails
     roots: Roots
-    model_id: str | None
-    encoder: QueryEncoder | None
+    vocabulary: Any  # vision.vocabulary.Vocabulary: keyword names
+    vectors: Any = None  # search.Vectors, or None: no CLIP search
+    encode_text: EncodeText | None = None  # the warm, cached text tower
 
     def row(self, row_id: int) -> PhotoRow | None:
         """The photo, if it is in the index and inside the served folders."""
@@ -92,6 +67,11 @@ class Site:
 
     def visible(self, rows: dict[int, PhotoRow]) -> dict[int, PhotoRow]:
         return {i: r for i, r in rows.items() if self.roots.allows(r.path)}
+
+    def names(self, concepts: Sequence[str], languages: Sequence[str]) -> list[str]:
+        """Keyword names: every language in turn, each name once."""
+        found = [self.vocabulary.name(c, lang) for lang in languages for c in concepts]
+        return list(dict.fromkeys(found))
 
 
 def build_app(site: Site) -> Any:
@@ -111,6 +91,7 @@ def build_app(site: Site) -> Any:
         Route("/photo/{row_id:int}/similar", pages.similar),
         Route("/thumb/{row_id:int}/{size}", pages.thumbnail),
         Route("/original/{row_id:int}", pages.original),
+        Route("/duplicates", pages.duplicates),
         Route("/status", pages.status),
         Mount("/static", StaticFiles(directory=str(static)), name="static"),
     ]
@@ -149,17 +130,24 @@ class SecurityHeaders:
 
 
 def photo_json(
+    site: Site,
     row: PhotoRow,
     score: float | None = None,
     similarity: float | None = None,
     matched_by: Sequence[str] = (),
 ) -> dict[str, Any]:
+    from photoscribe.config import keyword_languages
+
+    concepts = [k.label for k in row.keywords]
     return {
         "id": row.id,
         "path": display(row.path),
         "name": display(row.path.name),
         "caption": row.caption,
-        "keywords": [k.label for k in row.keywords],
+        "keywords": site.names(concepts, keyword_languages(site.config)),
+        "keywords_en": site.names(concepts, ["en"]),
+        "keywords_zh": site.names(concepts, ["zh"]),
+        "concepts": concepts,
         "state": row.state.value,
         "score": None if score is None else round(score, 6),
         "similarity": None if similarity is None else round(similarity, 4),
@@ -175,20 +163,3 @@ def thumbnail_file(site: Site, row: PhotoRow, size: str) -> Path:
     if size not in SIZES:
         raise KeyError(size)
     return site.thumbs.get(row, size)
-
-
-def similar_rows(site: Site, row_id: int, limit: int) -> list[tuple[int, float]]:
-    """Photos whose CLIP embedding is closest to this one's (itself left out)."""
-    if not site.model_id:
-        return []
-    own = site.store.embedding_of(row_id)
-    if not own:
-        return []
-    ids, blob, count = site.store.embeddings(site.model_id)
-    if not count:
-        return []
-    matrix = np.frombuffer(blob, dtype="<f2").reshape(count, -1).astype(np.float32)
-    query = np.frombuffer(own, dtype="<f2").astype(np.float32)
-    sims = matrix @ query
-    order = np.argsort(-sims)
-    return [(ids[i], float(sims[i])) for i in order if ids[i] != row_id][:limit]

@@ -5,10 +5,10 @@ from __future__ import annotations
 from importlib import resources
 from typing import Any
 
-from photoscribe.errors import MetadataError, PhotoError
-from photoscribe.fsutil import display, read_photo
+from photoscribe.errors import PhotoError
+from photoscribe.fsutil import display
 from photoscribe.store.photos import PhotoRow
-from photoscribe.web.app import MAX_LIMIT, Site, photo_json, similar_rows, thumbnail_file
+from photoscribe.web.app import MAX_LIMIT, Site, photo_json, thumbnail_file
 
 
 def template_env() -> Any:
@@ -23,6 +23,35 @@ def wants_json(request: Any) -> bool:
         return True
     accept = request.headers.get("accept", "")
     return "application/json" in accept and "text/html" not in accept
+
+
+FILTERS = ("q", "folder", "after", "before", "keyword", "camera")
+
+
+def search_query(form: dict[str, str], limit: int) -> Any:
+    """The search form → a SearchQuery (None when empty); ConfigError for a bad value."""
+    from datetime import date
+    from pathlib import Path
+
+    from photoscribe.errors import ConfigError
+    from photoscribe.search import SearchQuery
+
+    if not any(form.values()):
+        return None
+    days = {}
+    for key in ("after", "before"):
+        try:
+            days[key] = date.fromisoformat(form[key]) if form[key] else None
+        except ValueError:
+            raise ConfigError(f"{key}: {form[key]!r} is not a date; write YYYY-MM-DD") from None
+    return SearchQuery(
+        text=form["q"],
+        limit=limit,
+        folder=Path(form["folder"]) if form["folder"] else None,
+        keywords=tuple(k for k in form["keyword"].split() if k),
+        camera=form["camera"] or None,
+        **days,
+    )
 
 
 def limit_of(request: Any, default: int) -> int:
@@ -53,69 +82,97 @@ class Pages:
         return self.respond(request, "error.html", data, 404)
 
     def search(self, request: Any) -> Any:
+        from photoscribe.errors import ConfigError
         from photoscribe.search import search
 
-        site = self.site
-        text = request.query_params.get("q", "").strip()
-        limit = limit_of(request, site.config.search.limit)
-        results = []
-        if text:
-            use_clip = site.encoder is not None and bool(site.model_id)
+        site, params = self.site, request.query_params
+        form = {k: params.get(k, "").strip() for k in FILTERS}
+        data = {"title": form["q"] or "Search", "query": form["q"], "form": form}
+        data["limit"] = limit = limit_of(request, site.config.search.limit)
+        data["results"], data["error"] = [], None
+        try:
+            query = search_query(form, limit)
+        except ConfigError as exc:
+            data["error"] = str(exc)
+            return self.respond(request, "search.html", data, 400)
+        if query is not None:
             hits = search(
                 site.store,
-                text,
-                limit=limit,
-                model_id=site.model_id if use_clip else None,
-                encode_text=site.encoder if use_clip else None,
+                query,
+                vectors=site.vectors,
+                encode_text=site.encode_text,
                 min_similarity=site.config.search.min_similarity,
             )
-            for hit in hits:
-                row = site.store.by_path(hit.path)
-                if row is not None and site.roots.allows(row.path):
-                    results.append(photo_json(row, hit.score, hit.similarity, hit.matched_by))
-        data = {"title": text or "Search", "query": text, "limit": limit, "results": results}
+            data["results"] = self.hits_json(hits)
         return self.respond(request, "search.html", data)
+
+    def hits_json(self, hits: list) -> list[dict]:
+        rows = self.site.visible(self.site.store.by_ids(h.id for h in hits))
+        return [
+            photo_json(self.site, rows[h.id], h.score, h.similarity, h.matched_by)
+            for h in hits
+            if h.id in rows
+        ]
 
     def photo(self, request: Any) -> Any:
         row = self.site.row(request.path_params["row_id"])
         if row is None:
             return self.not_found(request)
-        data = {"title": row.path.name, "photo": photo_json(row), "facts": self.facts(row)}
+        photo = photo_json(self.site, row)
+        data = {"title": row.path.name, "photo": photo, "facts": self.facts(row)}
         return self.respond(request, "photo.html", data)
 
-    def facts(self, row: PhotoRow) -> dict[str, str]:
-        """Date taken, camera and place, read from the photo."""
-        from photoscribe.caption.context import context_from
-        from photoscribe.metadata import backend
-
-        try:
-            with backend.opened(read_photo(row.path), "the photo") as photo:
-                ctx = context_from(photo.snapshot().values)
-        except (OSError, MetadataError):
-            return {}
+    @staticmethod
+    def facts(row: PhotoRow) -> dict[str, str]:
+        """Date taken, camera and place, as the index recorded them at tag time."""
         found = {
-            "taken": ctx.taken.strftime("%Y-%m-%d %H:%M") if ctx.taken else None,
-            "camera": ctx.camera,
-            "place": ctx.place,
+            "taken": row.date_taken.replace("T", " ") if row.date_taken else None,
+            "camera": row.camera,
+            "place": row.place,
         }
         return {k: v for k, v in found.items() if v}
 
     def similar(self, request: Any) -> Any:
+        from photoscribe.search.alike import similar
+
         row = self.site.row(request.path_params["row_id"])
         if row is None:
             return self.not_found(request)
         limit = limit_of(request, self.site.config.search.limit)
-        pairs = similar_rows(self.site, row.id, limit + 20)  # some may be outside the roots
-        rows = self.site.visible(self.site.store.by_ids(i for i, _ in pairs))
-        pairs = [(i, s) for i, s in pairs if i in rows][:limit]
+        hits = []
+        if self.site.vectors is not None and self.site.store.embedding_of(row.id):
+            hits = similar(self.site.store, self.site.vectors, row.path, limit + 20)
         data = {
             "title": f"Like {row.path.name}",
             "query": "",
+            "form": {},
             "limit": limit,
-            "like": photo_json(row),
-            "results": [photo_json(rows[i], similarity=s) for i, s in pairs if i in rows],
+            "like": photo_json(self.site, row),
+            "results": self.hits_json(hits)[:limit],  # some may be outside the roots
         }
         return self.respond(request, "search.html", data)
+
+    def duplicates(self, request: Any) -> Any:
+        from photoscribe.search.alike import exact_copies, near_copies
+
+        site = self.site
+        try:
+            threshold = float(request.query_params.get("threshold", "0.95"))
+        except ValueError:
+            threshold = 0.95
+        threshold = min(max(threshold, 0.5), 1.0)
+        groups = exact_copies(site.store)
+        if site.vectors is not None:
+            groups += near_copies(site.store, site.vectors.model_id, threshold)
+        shown = []
+        for group in groups:
+            rows = [site.store.by_path(p) for p in group.paths]
+            rows = [r for r in rows if r is not None and site.roots.allows(r.path)]
+            if len(rows) > 1:
+                photos = [photo_json(site, r) for r in rows]
+                shown.append({**group.as_json(), "photos": photos})
+        data = {"title": "Duplicates", "threshold": threshold, "groups": shown, "form": {}}
+        return self.respond(request, "duplicates.html", data)
 
     def thumbnail(self, request: Any) -> Any:
         from starlette.responses import FileResponse, PlainTextResponse

@@ -207,6 +207,7 @@ _EXPLAINED = (
     ("XMP Toolkit error", "its XMP packet is damaged, so it is left as it is"),
     ("Offset of directory", "its EXIF block is damaged, so it is left as it is"),
     ("pointer references previously read", "its EXIF block is damaged, so it is left as it is"),
+    ("entries considered invalid", "its EXIF block is damaged, so it is left as it is"),
     ("larger than 65535 bytes", "the metadata would not fit into a JPEG segment (64 KB)"),
 )
 

@@ -196,7 +196,8 @@ def _pixel_hash(data: bytes) -> str:
         raise DecodeError("not an image file (the format is not recognised)") from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise DecodeError(too_many_pixels(exc)) from exc
-    except (OSError, ValueError, SyntaxError, struct.error, EOFError) as exc:
+    except (OSError, ValueError, SyntaxError, struct.error, EOFError, TypeError) as exc:
+        # TypeError: PIL's "Missing dimensions" for a TIFF page without a width
         raise DecodeError(f"the image data is damaged or truncated: {exc}") from exc
     return digest.hexdigest()
 

@@ -43,7 +43,7 @@ def decode(data: bytes, min_side: int, *, raw: bool = False) -> Image.Image:
         raise DecodeError("not an image file (unknown or unsupported format)") from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise DecodeError(too_many_pixels(exc)) from exc
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+    except (OSError, SyntaxError, ValueError, EOFError, RuntimeError) as exc:  # libheif: Runtime
         raise DecodeError(f"the image data is damaged or truncated ({exc})") from exc
 
 

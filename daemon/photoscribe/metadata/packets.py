@@ -59,3 +59,19 @@ def _riff(data: bytes) -> list[tuple[bytes, int]]:
         found.append((kind, length))
         pos += 8 + length + (length & 1)
     return found
+
+
+def tiff_ifd0_sound(data: bytes) -> bool:
+    """Whether every IFD0 entry of a TIFF has a known type (1-13). exiftool stops reading
+    a directory at an entry of type 0 and shows none of its tags, XMP included."""
+    order = {b"II": "<", b"MM": ">"}.get(data[:2])
+    if order is None or len(data) < 8:
+        return False
+    (ifd,) = struct.unpack_from(order + "I", data, 4)
+    if ifd + 2 > len(data):
+        return False
+    (count,) = struct.unpack_from(order + "H", data, ifd)
+    if ifd + 2 + 12 * count > len(data):
+        return False
+    kinds = (struct.unpack_from(order + "H", data, ifd + 4 + 12 * i)[0] for i in range(count))
+    return all(1 <= kind <= 13 for kind in kinds)

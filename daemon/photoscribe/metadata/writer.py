@@ -15,7 +15,7 @@ from photoscribe.fsutil import atomic_replace, display, file_stat, read_photo
 from photoscribe.metadata import backend, webp
 from photoscribe.metadata.fields import EXIF_IFD0_REQUIRED, WRITABLE_SCHEMAS, tag
 from photoscribe.metadata.merge import Existing, Plan, exif_can_move, existing_from, plan
-from photoscribe.metadata.packets import xmp_packets
+from photoscribe.metadata.packets import tiff_ifd0_sound, xmp_packets
 from photoscribe.records import Annotation, FileStat, WriteOutcome
 
 FORMAT_NAMES = {"heif": "HEIF/AVIF"}
@@ -148,6 +148,11 @@ def _check_pixels_kept(new_data: bytes, expected_hash: str, where: str) -> None:
 
 
 def _check_one_packet(new_data: bytes, fmt: str, where: str) -> None:
+    if fmt == "tiff" and not tiff_ifd0_sound(new_data):
+        raise MetadataError(
+            f"{where}: its TIFF directory holds an entry of no valid type, so other programs "
+            "would not read the metadata; not writing (use sidecars: metadata.mode: sidecar)"
+        )
     if xmp_packets(new_data, fmt) > 1:
         raise MetadataError(
             f"{where} holds a second (or damaged) XMP packet, and programs disagree about "

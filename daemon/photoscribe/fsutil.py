@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from photoscribe.errors import DecodeError, MetadataError, PhotoChangedError
+from photoscribe.limits import too_large_file
 from photoscribe.records import FileStat
 
 TEMP_PREFIX = "."
@@ -214,11 +215,15 @@ def fsync_dir(folder: Path) -> None:
 
 def read_photo(path: Path) -> bytes:
     """The bytes of the regular file ``path``; never blocks on a FIFO, socket or device
-    that merely carries a photo's name (DecodeError names it instead)."""
+    that merely carries a photo's name (DecodeError names it instead), and never reads
+    more than limits.MAX_PHOTO_BYTES into memory."""
     _check_regular(path, os.stat(path).st_mode)  # a socket cannot even be opened
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
-        _check_regular(path, os.fstat(fd).st_mode)  # replaced meanwhile
+        st = os.fstat(fd)
+        _check_regular(path, st.st_mode)  # replaced meanwhile
+        if reason := too_large_file(st.st_size):
+            raise DecodeError(reason)
         with open(fd, "rb", buffering=0, closefd=False) as f:
             return f.readall()  # sized by fstat: one buffer, as Path.read_bytes
     finally:

@@ -9,8 +9,9 @@ from typing import Any
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from photoscribe.errors import DecodeError
+from photoscribe.limits import MAX_IMAGE_PIXELS, too_many_pixels
 
-Image.MAX_IMAGE_PIXELS = 200_000_000  # refuse decompression bombs beyond ~200 MP
+Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS  # refuse decompression bombs (limits.py)
 MIN_PREVIEW_SIDE = 160  # a RAW's embedded JPEG smaller than this is too small to tag
 PICTURE_FRAMES = (0xC0, 0xC1, 0xC2)  # SOF0-2: baseline, extended, progressive DCT (Huffman)
 HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")
@@ -41,8 +42,8 @@ def decode(data: bytes, min_side: int, *, raw: bool = False) -> Image.Image:
     except UnidentifiedImageError as exc:
         raise DecodeError("not an image file (unknown or unsupported format)") from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise DecodeError(f"image is too large to decode safely: {exc}") from exc
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise DecodeError(too_many_pixels(exc)) from exc
+    except (OSError, SyntaxError, ValueError, EOFError, RuntimeError) as exc:  # libheif: Runtime
         raise DecodeError(f"the image data is damaged or truncated ({exc})") from exc
 
 

@@ -35,7 +35,10 @@ from photoscribe.errors import (
 )
 
 log = logging.getLogger(__name__)
-PRELOAD = ["photoscribe.worktasks"]  # imported once by the fork server, shared by workers
+# Imported once by the fork server, so each worker starts with them loaded. Only
+# third-party modules: the server imports them before it applies the caller's sys.path
+# (Python 3.11), so photoscribe itself must come from the path the worker is given.
+PRELOAD = ["numpy", "PIL.Image", "PIL.JpegImagePlugin", "PIL.PngImagePlugin", "pyexiv2"]
 SKIPPED = "it was skipped and will not be retried until it changes"
 
 
@@ -166,11 +169,14 @@ class WorkerPool:
 
     ``call`` may be used from several threads at once; each call has a worker to itself."""
 
-    def __init__(self, size: int, limits: Limits | None = None) -> None:
+    def __init__(
+        self, size: int, limits: Limits | None = None, *, start_method: str = "forkserver"
+    ) -> None:
         self.size = size
         self.limits = limits or Limits()
-        self._context = multiprocessing.get_context("forkserver")
-        self._context.set_forkserver_preload(PRELOAD)
+        self._context = multiprocessing.get_context(start_method)  # never "fork": threads
+        if start_method == "forkserver":
+            self._context.set_forkserver_preload(PRELOAD)
         self._idle: queue.LifoQueue[_Worker | None] = queue.LifoQueue()
         for _ in range(size):
             self._idle.put(None)  # a slot whose worker is started when first needed

@@ -58,12 +58,12 @@ def scan_once(config_dict: dict, folder: Path, count: int, isolated: bool) -> fl
     return count / elapsed
 
 
-def start_up_ms(method: str, repeats: int) -> tuple[float, float]:
-    """(first worker incl. its server, median of later ones) in ms."""
+def start_up_ms(repeats: int) -> tuple[float, float]:
+    """(first worker, median of later ones) in ms, up to its first answer."""
     from photoscribe.workers import WorkerPool
     from photoscribe.worktasks import python_modules
 
-    with WorkerPool(1, start_method=method) as pool:
+    with WorkerPool(1) as pool:
         started = time.perf_counter()
         pool.call("bench", python_modules)
         first = (time.perf_counter() - started) * 1000
@@ -128,7 +128,7 @@ def main() -> int:
                     scan_once(config, work / "photos", args.photos, name == "workers")
                 )
         medians = {name: statistics.median(values) for name, values in rates.items()}
-        starts = {m: start_up_ms(m, 5) for m in ("forkserver", "spawn")}
+        first, later = start_up_ms(5)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(
@@ -138,9 +138,8 @@ def main() -> int:
     print(f"scan, threads (photos/s)   | {medians['threads']:8.2f}")
     print(f"scan, workers (photos/s)   | {medians['workers']:8.2f}")
     print(f"ratio workers / threads    | {medians['workers'] / medians['threads']:8.2f}")
-    for method, (first, later) in starts.items():
-        print(f"{method} first worker (ms)  | {first:8.1f}")
-        print(f"{method} next worker (ms)   | {later:8.1f}")
+    print(f"first worker start (ms)    | {first:8.1f}")
+    print(f"later worker start (ms)    | {later:8.1f}")
     return 0
 
 

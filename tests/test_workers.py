@@ -74,8 +74,9 @@ def test_a_file_past_the_time_cap_is_stopped(pool: WorkerPool) -> None:
 
 def test_a_worker_killed_from_outside_while_idle_is_replaced(pool: WorkerPool) -> None:
     pool.call("image decoder", crashers.double, 1)
-    for pid in pids(pool):
-        os.kill(pid, signal.SIGKILL)
+    for worker in list(pool._workers):
+        os.kill(worker.process.pid, signal.SIGKILL)
+        worker.process.wait()
     assert pool.call("image decoder", crashers.double, 3) == 6
 
 

@@ -6,24 +6,29 @@ killer, a file that needs more memory than ``scan.file_memory_mb`` or more time 
 call that was running raises a ``WorkerError`` (a PhotoError: that photo is recorded as
 failed with the reason) and the next call gets a fresh worker.
 
-Workers are started by the ``forkserver`` method (safe with the caller's threads and
-torch) and import only what their tasks need; torch never loads in them. A task is a
-module-level function (sent by reference) and its arguments; results come back pickled.
+Each worker is a fresh interpreter (like multiprocessing's "spawn": safe with the
+caller's threads and torch, but without re-running the caller's ``__main__``, which
+would start a scan in every worker of ``python -m photoscribe``). It imports only what
+its tasks need; torch never loads in it. A task is a module-level function (sent by
+reference) and its arguments; results come back pickled.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import multiprocessing
 import os
 import queue
 import resource
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from typing import Any
 
 from photoscribe.errors import (
@@ -35,10 +40,6 @@ from photoscribe.errors import (
 )
 
 log = logging.getLogger(__name__)
-# Imported once by the fork server, so each worker starts with them loaded. Only
-# third-party modules: the server imports them before it applies the caller's sys.path
-# (Python 3.11), so photoscribe itself must come from the path the worker is given.
-PRELOAD = ["numpy", "PIL.Image", "PIL.JpegImagePlugin", "PIL.PngImagePlugin", "pyexiv2"]
 SKIPPED = "it was skipped and will not be retried until it changes"
 
 
@@ -71,6 +72,18 @@ class _RelayMark:
 
 
 # -- the worker's side ---------------------------------------------------------------------
+def child_main() -> None:
+    """The worker process's entry: ``python -c ... FD MEMORY_MB``."""
+    fd, memory_mb = int(sys.argv[1]), int(sys.argv[2])
+    # Everything a task may need is loaded before the memory cap is measured.
+    import photoscribe.caption.context
+    import photoscribe.metadata.recorded
+    import photoscribe.metadata.sidecar
+    import photoscribe.worktasks  # noqa: F401
+
+    _serve(Connection(fd), memory_mb)
+
+
 def _serve(conn: Any, memory_mb: int) -> None:
     """One worker: run tasks until told to stop or the caller goes away."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the caller to handle
@@ -139,28 +152,42 @@ def _picklable(exc: BaseException) -> BaseException:
 
 # -- the caller's side -----------------------------------------------------------------------
 class _Worker:
-    def __init__(self, context: Any, memory_mb: int) -> None:
-        self.conn, child = context.Pipe()
-        self.process = context.Process(
-            target=_serve, args=(child, memory_mb), name="photoscribe-worker", daemon=True
-        )
-        self.process.start()
-        child.close()
+    """One worker process and its end of the socket pair."""
+
+    def __init__(self, memory_mb: int) -> None:
+        ours, theirs = socket.socketpair()
+        code = "from photoscribe.workers import child_main; child_main()"
+        path = os.pathsep.join(p for p in sys.path if p)  # the caller's photoscribe
+        env = dict(os.environ, PYTHONPATH=path, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+        with theirs:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", code, str(theirs.fileno()), str(memory_mb)],
+                pass_fds=[theirs.fileno()],
+                stdin=subprocess.DEVNULL,
+                env=env,
+            )
+        self.conn = Connection(ours.detach())
 
     @property
     def alive(self) -> bool:
-        return self.process.is_alive()
+        return self.process.poll() is None
+
+    @property
+    def exitcode(self) -> int | None:
+        return self.process.poll()
+
+    def kill(self) -> None:
+        with contextlib.suppress(OSError):
+            self.process.kill()
+        self.process.wait()
 
     def stop(self, *, kill: bool = False) -> None:
-        if kill:
-            self.process.kill()
-        else:
+        if not kill:
             with contextlib.suppress(OSError):
                 self.conn.send(None)
-        self.process.join(5)
-        if self.process.is_alive():
-            self.process.kill()
-            self.process.join()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(5)
+        self.kill()
         self.conn.close()
 
 
@@ -169,14 +196,9 @@ class WorkerPool:
 
     ``call`` may be used from several threads at once; each call has a worker to itself."""
 
-    def __init__(
-        self, size: int, limits: Limits | None = None, *, start_method: str = "forkserver"
-    ) -> None:
+    def __init__(self, size: int, limits: Limits | None = None) -> None:
         self.size = size
         self.limits = limits or Limits()
-        self._context = multiprocessing.get_context(start_method)  # never "fork": threads
-        if start_method == "forkserver":
-            self._context.set_forkserver_preload(PRELOAD)
         self._idle: queue.LifoQueue[_Worker | None] = queue.LifoQueue()
         for _ in range(size):
             self._idle.put(None)  # a slot whose worker is started when first needed
@@ -211,8 +233,8 @@ class WorkerPool:
     # -- internals -------------------------------------------------------------------------
     def _checkout(self) -> _Worker:
         worker = self._idle.get()
-        if worker is not None and worker.alive:
-            return worker
+        if worker is not None and worker.alive and not worker.conn.poll(0):
+            return worker  # (an idle worker that has something to read has gone: EOF)
         if worker is not None:  # died while idle (e.g. killed from outside)
             self._forget(worker)
         try:
@@ -233,7 +255,7 @@ class WorkerPool:
             if self._closed:
                 raise RuntimeError("the worker pool is closed")
         started = time.perf_counter()
-        worker = _Worker(self._context, self.limits.memory_mb)
+        worker = _Worker(self.limits.memory_mb)
         log.debug("worker %d started in %.0f ms", worker.process.pid, _ms(started))
         with self._lock:
             self._workers.add(worker)
@@ -281,12 +303,12 @@ class WorkerPool:
     def _lost(self, worker: _Worker, *, kill: bool = False) -> None:
         self.restarts += 1
         if kill:
-            worker.process.kill()
-        worker.process.join()
+            worker.kill()
+        worker.process.wait()
 
     def _died(self, worker: _Worker, what: str) -> WorkerCrashed:
         self._lost(worker)
-        code = worker.process.exitcode
+        code = worker.exitcode
         log.warning("a worker died (exit code %s); starting another", code)
         return WorkerCrashed(crash_reason(what, code))
 

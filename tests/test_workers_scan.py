@@ -107,8 +107,9 @@ def test_scan_survives_crashing_starving_and_hanging_files(tmp_path: Path) -> No
     scan = photoscribe(config, "scan", str(photos))
 
     assert scan.returncode == 1, scan.stderr  # finished; 1: some photos failed
-    assert scan.stdout.splitlines()[0].startswith(f"{len(good) + len(bad)} photos: 5 tagged")
-    assert "5 failed" in scan.stdout.splitlines()[0]
+    first = scan.stdout.splitlines()[0]
+    assert first.startswith(f"{len(good) + len(bad)} photos: 5 tagged"), scan.stdout
+    assert "5 failed" in first
     for path in bad:
         assert f"failed: {path}: " in scan.stdout
     check_outcome(tmp_path / "state" / "index.sqlite3", good, bad)

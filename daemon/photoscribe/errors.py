@@ -126,6 +126,12 @@ class WorkerTimeout(WorkerError):
     """The file took longer than scan.file_timeout_seconds."""
 
 
+class WorkerUnavailable(WorkerError):
+    """No worker process could be started (not the photo's fault): tried again later."""
+
+    transient = True
+
+
 def is_transient(exc: BaseException) -> bool:
     """Whether the failure ``exc`` may pass by itself: a PhotoError that says so, or an
     OSError with a passing errno, raised directly or as the cause of the error."""

@@ -36,10 +36,12 @@ from photoscribe.errors import (
     WorkerCrashed,
     WorkerOutOfMemory,
     WorkerTimeout,
+    WorkerUnavailable,
     is_transient,
 )
 
 log = logging.getLogger(__name__)
+START_TIMEOUT_S = 120.0  # a worker that is not ready by then (a machine far too busy)
 SKIPPED = "it was skipped and will not be retried until it changes"
 
 
@@ -88,6 +90,7 @@ def _serve(conn: Any, memory_mb: int) -> None:
     """One worker: run tasks until told to stop or the caller goes away."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the caller to handle
     _limit_memory(memory_mb)
+    conn.send(("ready", os.getpid()))  # the time cap starts with each task, not before
     while True:
         try:
             task = conn.recv()
@@ -256,6 +259,16 @@ class WorkerPool:
                 raise RuntimeError("the worker pool is closed")
         started = time.perf_counter()
         worker = _Worker(self.limits.memory_mb)
+        try:
+            ready = worker.conn.poll(START_TIMEOUT_S) and worker.conn.recv()[0] == "ready"
+        except (EOFError, OSError):
+            ready = False
+        if not ready:
+            worker.stop(kill=True)
+            raise WorkerUnavailable(
+                f"no worker process could be started (exit code {worker.exitcode}); "
+                "see the log above, then try again"
+            )
         log.debug("worker %d started in %.0f ms", worker.process.pid, _ms(started))
         with self._lock:
             self._workers.add(worker)

@@ -22,8 +22,6 @@ import queue
 import resource
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -39,6 +37,7 @@ from photoscribe.errors import (
     WorkerUnavailable,
     is_transient,
 )
+from photoscribe.zygote import Zygote
 
 log = logging.getLogger(__name__)
 START_TIMEOUT_S = 120.0  # a worker that is not ready by then (a machine far too busy)
@@ -74,15 +73,16 @@ class _RelayMark:
 
 
 # -- the worker's side ---------------------------------------------------------------------
-def child_main() -> None:
-    """The worker process's entry: ``python -c ... FD MEMORY_MB``."""
-    fd, memory_mb = int(sys.argv[1]), int(sys.argv[2])
-    # Everything a task may need is loaded before the memory cap is measured.
+def preload() -> None:
+    """Import everything a task may need (in the template process, before any fork)."""
     import photoscribe.caption.context
     import photoscribe.metadata.recorded
     import photoscribe.metadata.sidecar
     import photoscribe.worktasks  # noqa: F401
 
+
+def serve(fd: int, memory_mb: int) -> None:
+    """A forked worker's life: serve tasks on the socket ``fd``."""
     _serve(Connection(fd), memory_mb)
 
 
@@ -155,42 +155,36 @@ def _picklable(exc: BaseException) -> BaseException:
 
 # -- the caller's side -----------------------------------------------------------------------
 class _Worker:
-    """One worker process and its end of the socket pair."""
+    """One worker process (forked by the pool's template process) and our socket to it."""
 
-    def __init__(self, memory_mb: int) -> None:
+    def __init__(self, zygote: Zygote, memory_mb: int) -> None:
         ours, theirs = socket.socketpair()
-        code = "from photoscribe.workers import child_main; child_main()"
-        path = os.pathsep.join(p for p in sys.path if p)  # the caller's photoscribe
-        env = dict(os.environ, PYTHONPATH=path, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
         with theirs:
-            self.process = subprocess.Popen(
-                [sys.executable, "-c", code, str(theirs.fileno()), str(memory_mb)],
-                pass_fds=[theirs.fileno()],
-                stdin=subprocess.DEVNULL,
-                env=env,
-            )
+            self.pid = zygote.fork(theirs.fileno(), memory_mb)
         self.conn = Connection(ours.detach())
+        self._zygote = zygote
+        self.exitcode: int | None = None
 
     @property
     def alive(self) -> bool:
-        return self.process.poll() is None
+        """Not known to have ended; an idle worker with something to read has (EOF)."""
+        return self.exitcode is None and not self.conn.poll(0)
 
-    @property
-    def exitcode(self) -> int | None:
-        return self.process.poll()
-
-    def kill(self) -> None:
-        with contextlib.suppress(OSError):
-            self.process.kill()
-        self.process.wait()
+    def reap(self, *, kill: bool = False) -> None:
+        if self.exitcode is not None:
+            return
+        if kill:
+            with contextlib.suppress(OSError):
+                os.kill(self.pid, signal.SIGKILL)
+        self.exitcode = self._zygote.wait(self.pid)
 
     def stop(self, *, kill: bool = False) -> None:
         if not kill:
             with contextlib.suppress(OSError):
                 self.conn.send(None)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(5)
-        self.kill()
+            with contextlib.suppress(OSError, EOFError):
+                kill = not self.conn.poll(5)  # readable: it exited (EOF)
+        self.reap(kill=kill)
         self.conn.close()
 
 
@@ -207,6 +201,7 @@ class WorkerPool:
             self._idle.put(None)  # a slot whose worker is started when first needed
         self._lock = threading.Lock()
         self._workers: set[_Worker] = set()
+        self._zygote: Zygote | None = None
         self._closed = False
         self.restarts = 0  # workers lost to a crash, a limit or a timeout
 
@@ -226,6 +221,9 @@ class WorkerPool:
             self._workers.clear()
         for worker in workers:
             worker.stop()
+        if self._zygote is not None:
+            self._zygote.close()
+            self._zygote = None
 
     def __enter__(self) -> WorkerPool:
         return self
@@ -254,11 +252,11 @@ class WorkerPool:
         self._idle.put(None)
 
     def _start(self) -> _Worker:
-        with self._lock:
-            if self._closed:
-                raise RuntimeError("the worker pool is closed")
         started = time.perf_counter()
-        worker = _Worker(self.limits.memory_mb)
+        try:
+            worker = _Worker(self._template(), self.limits.memory_mb)
+        except OSError as exc:
+            raise WorkerUnavailable(f"no worker process could be started ({exc})") from exc
         try:
             ready = worker.conn.poll(START_TIMEOUT_S) and worker.conn.recv()[0] == "ready"
         except (EOFError, OSError):
@@ -269,10 +267,18 @@ class WorkerPool:
                 f"no worker process could be started (exit code {worker.exitcode}); "
                 "see the log above, then try again"
             )
-        log.debug("worker %d started in %.0f ms", worker.process.pid, _ms(started))
+        log.debug("worker %d started in %.0f ms", worker.pid, _ms(started))
         with self._lock:
             self._workers.add(worker)
         return worker
+
+    def _template(self) -> Zygote:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the worker pool is closed")
+            if self._zygote is None or self._zygote.process.poll() is not None:
+                self._zygote = Zygote()
+            return self._zygote
 
     def _forget(self, worker: _Worker) -> None:
         with self._lock:
@@ -315,9 +321,7 @@ class WorkerPool:
 
     def _lost(self, worker: _Worker, *, kill: bool = False) -> None:
         self.restarts += 1
-        if kill:
-            worker.kill()
-        worker.process.wait()
+        worker.reap(kill=kill)
 
     def _died(self, worker: _Worker, what: str) -> WorkerCrashed:
         self._lost(worker)

@@ -6,10 +6,11 @@ killer, a file that needs more memory than ``scan.file_memory_mb`` or more time 
 call that was running raises a ``WorkerError`` (a PhotoError: that photo is recorded as
 failed with the reason) and the next call gets a fresh worker.
 
-Each worker is a fresh interpreter (like multiprocessing's "spawn": safe with the
-caller's threads and torch, but without re-running the caller's ``__main__``, which
-would start a scan in every worker of ``python -m photoscribe``). It imports only what
-its tasks need; torch never loads in it. A task is a module-level function (sent by
+Workers are forked by a template process (``zygote``): a fresh interpreter that has
+imported what tasks need; never a fork of the caller (whose threads and torch must not
+be copied), and never a re-run of the caller's ``__main__`` as multiprocessing's spawn
+and forkserver do (``python -m photoscribe`` would start a scan in every worker). torch
+never loads in them. A task is a module-level function (sent by
 reference) and its arguments; results come back pickled.
 """
 
@@ -176,7 +177,10 @@ class _Worker:
         if kill:
             with contextlib.suppress(OSError):
                 os.kill(self.pid, signal.SIGKILL)
-        self.exitcode = self._zygote.wait(self.pid)
+        try:
+            self.exitcode = self._zygote.wait(self.pid)
+        except OSError:  # its parent, the template, was killed too: so was it
+            self.exitcode = -signal.SIGKILL
 
     def stop(self, *, kill: bool = False) -> None:
         if not kill:

@@ -132,7 +132,11 @@ class ScanConfig:
     exclude: tuple[str, ...] = DEFAULT_EXCLUDE
     skip_hidden: bool = True
     follow_symlinks: bool = False
-    decode_workers: int = 2
+    decode_workers: int = 2  # worker processes reading and decoding photos
+    # Caps per photo file in its worker process: a file that needs more memory or time
+    # (a decompression bomb, a hostile file) fails with the reason; the rest go on.
+    file_memory_mb: int = 1024  # 0 = no cap
+    file_timeout_seconds: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -384,6 +388,8 @@ def validate(config: Config) -> Config:
         (0 <= config.metrics.port <= 65535, "metrics.port must be between 0 and 65535"),
         (0 <= config.web.port <= 65535, "web.port must be between 0 and 65535"),
         (config.scan.decode_workers >= 1, "scan.decode_workers must be at least 1"),
+        (config.scan.file_memory_mb >= 0, "scan.file_memory_mb must not be negative"),
+        (config.scan.file_timeout_seconds > 0, "scan.file_timeout_seconds must be positive"),
         (config.watch.settle_seconds >= 0, "watch.settle_seconds must not be negative"),
         (config.watch.poll_interval > 0, "watch.poll_interval must be positive"),
         (config.watch.caption_retry_seconds > 0, "watch.caption_retry_seconds must be positive"),

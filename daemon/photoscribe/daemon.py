@@ -35,6 +35,7 @@ from photoscribe.service import (
     build_captions,
     build_context_reader,
     build_tagger,
+    build_workers,
     build_writer_factory,
 )
 from photoscribe.store import PhotoStore
@@ -83,8 +84,11 @@ class Daemon:
         *,
         reload_config: Callable[[], Config] | None = None,
         tagger: Any = None,
+        file_tasks: dict[str, Any] | None = None,  # {"decode":, "write":} for tests
     ) -> None:
         self.config = config
+        self.file_tasks = file_tasks or {}
+        self.workers: Any = None  # workers.WorkerPool of the current pipeline
         self.store = store
         self.notifier = notifier
         self.controls = controls
@@ -153,6 +157,7 @@ class Daemon:
         self._stop_threads()
         self.pipeline.captions.close(cancel=True)
         self.pipeline.writer.close()
+        self.workers.close()
         self._publish(force=True, state="stopped")
         if self._metrics_server is not None:
             self._metrics_server.stop()
@@ -489,16 +494,20 @@ class Daemon:
 
     # -- building and reloading --------------------------------------------------------
     def _new_pipeline(self) -> Pipeline:
+        self.workers = build_workers(self.config)
+        write = self.file_tasks.get("write")
         return Pipeline(
             self.store,
             self.tagger,
             build_captions(self.config),
-            build_writer_factory(self.config, self.store),
+            build_writer_factory(self.config, self.store, workers=self.workers, write=write),
             LogProgress(self.activity),
             batch_size=self.config.model.batch_size,
             decode_workers=self.config.scan.decode_workers,
             on_outcome=self._on_outcome,
             context_of=build_context_reader(self.config),
+            workers=self.workers,
+            decode=self.file_tasks.get("decode"),
         )
 
     def _new_watcher(self) -> FolderWatcher:
@@ -542,6 +551,7 @@ class Daemon:
         self.pipeline.flush()
         self.pipeline.captions.close()
         self.pipeline.writer.close()
+        self.workers.close()
         keep_model = (new.model, new.tagging, new.cache_dir) == (
             self.config.model,
             self.config.tagging,

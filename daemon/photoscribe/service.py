@@ -58,20 +58,44 @@ def build_captions(config: Config, enabled: bool = True) -> CaptionStage:
 
 
 def build_context_reader(config: Config):
-    """bytes → the prompt's context line, or None when llm.context lists nothing."""
+    """bytes → the prompt's context line (a ContextSpec, which can be sent to a worker),
+    or None when llm.context lists nothing."""
     if not config.llm.context or not config.llm.enabled:
         return None
-    from photoscribe.caption.context import context_reader
+    from photoscribe.worktasks import ContextSpec
 
-    return context_reader(config.llm.context, config.llm.language, config.llm.hemisphere)
+    return ContextSpec(config.llm.context, config.llm.language, config.llm.hemisphere)
 
 
-def build_writer_factory(config: Config, store: PhotoStore, *, dry_run: bool = False, show=None):
+def build_workers(config: Config):
+    """The worker processes that read, decode and write photo files (one per decode
+    thread, one for the writer), with the per-file caps of ``scan:``."""
+    from photoscribe.workers import Limits, WorkerPool
+
+    limits = Limits(config.scan.file_memory_mb, config.scan.file_timeout_seconds)
+    return WorkerPool(config.scan.decode_workers + 1, limits)
+
+
+def build_writer_factory(
+    config: Config,
+    store: PhotoStore,
+    *,
+    dry_run: bool = False,
+    show=None,
+    workers=None,
+    write=None,
+):
+    """``workers``: run each file write there (a WorkerPool); ``write``: the write
+    function (default metadata.write_photo; tests give one that crashes)."""
     write_fn = None
     if config.metadata.write:
         from photoscribe.metadata import write_photo
 
-        write_fn = write_photo
+        write_fn = write or write_photo
+        if workers is not None:
+            from photoscribe.writing import IsolatedWrite
+
+            write_fn = IsolatedWrite(workers, write_fn)
 
     wording = build_wording(config)
 
@@ -98,11 +122,14 @@ def scan(
     captions: bool = True,
     dry_run: bool = False,
     show=None,
+    decode=None,
+    write=None,
 ) -> Summary:
     """`photoscribe scan`: tag, caption, write and index every photo under ``roots``.
 
     ``dry_run``: tag and caption, but write nothing; ``show(file, changes)`` is told what
-    would change in each file."""
+    would change in each file. ``decode``, ``write``: the functions the worker processes
+    run on each file (defaults: vision.loader.decode, metadata.write_photo)."""
     paths = find_photos(roots, config.scan)
     log.info("found %d photos under %s", len(paths), ", ".join(map(display, roots)))
     tagger = build_tagger(config)
@@ -110,21 +137,27 @@ def scan(
         tagger.encoder.model.load()  # fail fast (missing weights) before touching anything
         tagger.label_matrix()
     store = open_store(config.index_path)
+    workers = build_workers(config)
     try:
         pipeline = Pipeline(
             store,
             tagger,
             build_captions(config, captions),
-            build_writer_factory(config, store, dry_run=dry_run, show=show),
+            build_writer_factory(
+                config, store, dry_run=dry_run, show=show, workers=workers, write=write
+            ),
             progress,
             batch_size=config.model.batch_size,
             decode_workers=config.scan.decode_workers,
             force=force,
             dry_run=dry_run,
             context_of=build_context_reader(config),
+            workers=workers,
+            decode=decode,
         )
         summary = pipeline.run(paths)
     finally:
+        workers.close()
         store.close()
     summary.captions_off = captions_off(config, captions)
     return summary

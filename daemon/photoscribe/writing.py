@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from photoscribe.config import MetadataConfig
 from photoscribe.errors import (
@@ -16,9 +17,10 @@ from photoscribe.errors import (
     PhotoChangedError,
     PhotoError,
     StoreError,
+    WorkerError,
     is_transient,
 )
-from photoscribe.fsutil import display, stat_or_none
+from photoscribe.fsutil import display, is_temp_name, remove_leftover_temp, stat_or_none
 from photoscribe.records import Annotation, FileStat, State, Tagging, WriteOutcome
 from photoscribe.search.facts import read_facts
 from photoscribe.store import PhotoStore
@@ -30,6 +32,41 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 WriteFn = Callable[..., WriteOutcome]  # metadata.write_annotation
+
+
+@dataclass(frozen=True)
+class IsolatedWrite:
+    """A ``WriteFn`` that runs ``write`` (metadata.write_photo) in a worker process: a
+    crash in exiv2 or a file past its caps fails that photo only. The photo is replaced
+    atomically by the worker, so a worker that dies mid-write leaves it as it was; its
+    temp file is removed here."""
+
+    workers: Any  # workers.WorkerPool
+    write: WriteFn
+
+    def __call__(self, path: Path, annotation: Annotation, **options: Any) -> WriteOutcome:
+        from photoscribe.workers import Relay
+
+        journal = options.pop("journal", None)
+        relay = Relay(journal) if journal is not None else None
+        try:
+            return self.workers.call(
+                "metadata writer", self.write, path, annotation, journal=relay, **options
+            )
+        except WorkerError:
+            remove_temps_of(path)
+            raise
+
+
+def remove_temps_of(path: Path) -> int:
+    """Remove the temp files a dead writer left for ``path`` or its sidecars (none that
+    a live writer holds); how many were removed."""
+    prefix = f".{path.stem}"
+    try:
+        names = [n for n in os.listdir(path.parent) if n.startswith(prefix) and is_temp_name(n)]
+    except OSError:
+        return 0
+    return sum(remove_leftover_temp(path.parent / name) for name in names)
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,9 @@ def test_metrics_follow_the_daemon_while_it_works(make_config, tmp_path: Path, f
         )
         after = scrape(port)
     assert after[("photoscribe_photos_total", (("outcome", "tagged+caption"),))] == 3
+    for stage in ("decode", "tag", "caption", "write"):  # every photo went through each
+        count = after[("photoscribe_stage_duration_seconds_count", (("stage", stage),))]
+        assert count >= 3, (stage, count)
     assert after[("photoscribe_llm_up", ())] == 1
     assert after[("photoscribe_captions_waiting", ())] == 0
 

@@ -508,6 +508,7 @@ class Daemon:
             context_of=build_context_reader(self.config),
             workers=self.workers,
             decode=self.file_tasks.get("decode"),
+            observe=self.metrics.observe,
         )
 
     def _new_watcher(self) -> FolderWatcher:

@@ -16,7 +16,7 @@ from photoscribe.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-STAGES = ("read", "decode", "tag", "caption", "write")
+STAGES = ("decode", "tag", "caption", "write")  # decode: read + content hash + decode
 # Per-photo stage times: from a millisecond (a cached hash) to minutes (a slow LLM).
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 

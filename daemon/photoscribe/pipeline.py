@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -79,6 +80,7 @@ class Pipeline:
         context_of: ContextSpec | None = None,
         workers: Any = None,  # workers.WorkerPool; None: everything in this process
         decode: Callable[..., Any] | None = None,  # vision.loader.decode, or a test's
+        observe: Callable[[str, float], None] | None = None,  # (stage, seconds per photo)
     ) -> None:
         self.store = store
         self.tagger = tagger
@@ -92,9 +94,12 @@ class Pipeline:
         self.context = context_of  # None: only keywords go to the LLM (the default)
         self.workers = workers or InProcess()
         self.decode = decode
+        self.observe = observe or (lambda stage, seconds: None)  # e.g. Metrics.observe
         self.summary = Summary()
         self._lock = threading.Lock()
         self._writer = writer_factory(self._report)
+        self._writer.observe = self.observe  # stage times of the parts it owns
+        self.captions.observe = self.observe
 
     # -- outcomes ------------------------------------------------------------
     def _report(
@@ -221,7 +226,9 @@ class Pipeline:
         stat: FileStat | None = None
         try:
             stat = file_stat(path)
+            started = time.monotonic()
             got = self.workers.call("image decoder", load_photo, path, self._request(), phase=PHASE)
+            self.observe("decode", time.monotonic() - started)  # read, hash, decode
             if not self.force:
                 known = self.store.by_hash(got.content_hash, self.tagger.encoder.model_id)
                 if known:
@@ -257,7 +264,10 @@ class Pipeline:
 
     # -- tagging and reuse ---------------------------------------------------------
     def _tag(self, batch: list[Loaded]) -> None:
+        started = time.monotonic()
         taggings = self.tagger.tag([item.tensor for item in batch])
+        for _ in batch:  # each photo waited for its whole batch
+            self.observe("tag", time.monotonic() - started)
         for item, tagging in zip(batch, taggings, strict=True):
             if item.recorded is not None:
                 adopted = _adopted_tagging(tagging, item.recorded)

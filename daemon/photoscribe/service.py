@@ -87,7 +87,13 @@ def build_writer_factory(
 ):
     """``workers``: run each file write there (a WorkerPool); ``write``: the write
     function (default metadata.write_photo; tests give one that crashes)."""
-    write_fn = None
+    from photoscribe.search.facts import read_facts
+
+    write_fn, facts = None, read_facts
+    if workers is not None:
+        from photoscribe.writing import IsolatedFacts
+
+        facts = IsolatedFacts(workers)
     if config.metadata.write:
         from photoscribe.metadata import write_photo
 
@@ -108,6 +114,7 @@ def build_writer_factory(
             dry_run=dry_run,
             show=show,
             wording=wording,
+            facts=facts,
         )
 
     return factory

@@ -6,6 +6,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from photoscribe.records import Annotation, FileStat, State, Tagging, WriteOutco
 from photoscribe.search.facts import read_facts
 from photoscribe.store import PhotoStore
 from photoscribe.store.journal import Journal
+from photoscribe.store.photos import PhotoFacts
 
 if TYPE_CHECKING:
     from photoscribe.keywording import Wording
@@ -56,6 +58,21 @@ class IsolatedWrite:
         except WorkerError:
             remove_temps_of(path)
             raise
+
+
+@dataclass(frozen=True)
+class IsolatedFacts:
+    """search.facts.read_facts in a worker process: exiv2 never parses a photo in the
+    process that holds the index. None when the worker died on it (the write is done)."""
+
+    workers: Any  # workers.WorkerPool
+
+    def __call__(self, path: Path) -> PhotoFacts | None:
+        try:
+            return self.workers.call("metadata reader", read_facts, path)
+        except WorkerError as exc:
+            log.warning("no date/camera for search: %s: %s", display(path), exc)
+            return None
 
 
 def remove_temps_of(path: Path) -> int:
@@ -150,9 +167,12 @@ class Writer:
         dry_run: bool = False,
         show: Show | None = None,
         wording: Wording | None = None,
+        facts: Callable[[Path], PhotoFacts | None] = read_facts,
     ) -> None:
         self.store = store
         self.wording = wording  # concept ids → words; None: the labels are the words
+        self.facts = facts  # date taken, camera, place for search (IsolatedFacts: a worker)
+        self.observe: Callable[[str, float], None] = lambda stage, seconds: None
         self.write_fn = write_fn  # None: index only, photos are never touched
         self.report = report
         self.metadata = metadata or MetadataConfig()  # passed to write_fn as config=
@@ -177,8 +197,10 @@ class Writer:
 
     def _loop(self) -> None:
         while (job := self._queue.get()) is not None:
+            started = time.monotonic()
             try:
                 self._handle(job)
+                self.observe("write", time.monotonic() - started)
             except StoreError as exc:  # e.g. the index locked by another program
                 log.error("not written: %s: %s", display(job.path), exc)
                 self.report(job.path, "failed", str(exc))
@@ -229,7 +251,7 @@ class Writer:
                 job.content_hash,
                 job.tagging,
                 job.caption,
-                read_facts(job.path),
+                self.facts(job.path),
                 self._search_text(job.tagging),
             )
         self.report(job.path, "tagged+caption" if job.caption else "tagged", note)
@@ -253,7 +275,7 @@ class Writer:
                 job.content_hash,
                 job.tagging,
                 job.caption,
-                read_facts(job.path),  # date taken, camera, place: for search filters
+                self.facts(job.path),  # date taken, camera, place: for search filters
                 self._search_text(job.tagging),
             )
         log.info("indexed what the file already held: %s", display(job.path))

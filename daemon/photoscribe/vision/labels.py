@@ -1,4 +1,7 @@
-"""The label vocabulary and its text embeddings, cached on disk per model + labels."""
+"""Text embeddings of the vocabulary's prompts, cached on disk per model + labels.
+
+(The vocabulary itself is loaded by photoscribe.vision.vocabulary.)
+"""
 
 from __future__ import annotations
 
@@ -7,42 +10,12 @@ import json
 import logging
 import os
 from collections.abc import Sequence
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
-from photoscribe.config import TaggingConfig
-from photoscribe.errors import ConfigError
-
 log = logging.getLogger(__name__)
 TEXT_BATCH = 256
-
-
-def read_label_lines(text: str) -> list[str]:
-    labels = []
-    for line in text.splitlines():
-        label = line.split("#", 1)[0].strip()
-        if label:
-            labels.append(label)
-    return labels
-
-
-def load_vocabulary(cfg: TaggingConfig) -> list[str]:
-    """Labels from the configured file (or the built-in list) plus extra_labels, deduped."""
-    if cfg.labels_file:
-        try:
-            text = cfg.labels_file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot read tagging.labels_file {cfg.labels_file}: {exc}") from exc
-    else:
-        text = resources.files("photoscribe").joinpath("data/labels.txt").read_text("utf-8")
-    seen: dict[str, str] = {}
-    for label in [*read_label_lines(text), *cfg.extra_labels]:
-        seen.setdefault(label.casefold(), label.strip())
-    if not seen:
-        raise ConfigError("the label vocabulary is empty; add labels to tagging.labels_file")
-    return list(seen.values())
 
 
 def cache_key(model_id: str, labels: Sequence[str], templates: Sequence[str]) -> str:

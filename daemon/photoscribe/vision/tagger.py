@@ -10,8 +10,9 @@ import numpy as np
 
 from photoscribe.config import TaggingConfig
 from photoscribe.records import Keyword, Tagging
-from photoscribe.vision.labels import label_embeddings, load_vocabulary
+from photoscribe.vision.labels import label_embeddings
 from photoscribe.vision.model import ClipModel
+from photoscribe.vision.vocabulary import vocabulary_for
 
 
 class Encoder:
@@ -63,7 +64,9 @@ class Tagger:
     def __init__(self, encoder: Encoder, cfg: TaggingConfig, cache_dir: Path) -> None:
         self.encoder = encoder
         self.cfg = cfg
-        self.labels = load_vocabulary(cfg)
+        self.vocabulary = vocabulary_for(cfg)
+        self.concepts = self.vocabulary.taggable()
+        self.labels = [c.prompts[0] for c in self.concepts]  # what CLIP reads
         self._cache_dir = cache_dir
         self._label_matrix: np.ndarray | None = None
 
@@ -87,7 +90,7 @@ class Tagger:
         order = np.argsort(-probs)[: self.cfg.top_k]
         # The best label is always kept, so every photo gets at least one keyword.
         keep = [i for rank, i in enumerate(order) if rank == 0 or probs[i] >= self.cfg.min_score]
-        keywords = tuple(Keyword(self.labels[i], float(probs[i])) for i in keep)
+        keywords = tuple(Keyword(self.concepts[i].id, float(probs[i])) for i in keep)
         embedding = image.astype("<f2").tobytes()
         return Tagging(keywords=keywords, embedding=embedding, model=self.encoder.model_id)
 

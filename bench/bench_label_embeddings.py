@@ -120,10 +120,12 @@ def main() -> None:
         ]
         bound = statistics.median(old) * args.concepts / args.sample
         rows.append(("old: full context fp32, cold (scaled from sample)", bound))
+        print(f"old way: {bound:.1f} s (scaled from {args.sample} concepts)", flush=True)
         reference = None
         for dtype in ("fp32", "bf16"):
             enc = encoder(model.to(DTYPES[dtype]), tokenizer, True)
             cold, warm, changed, first = rounds(enc, dtype, vocab, Path(tmp), args.rounds)
+            print(f"{dtype}: cold {cold:.1f} s, warm {warm:.2f} s, one changed {changed:.2f} s")
             if reference is None:
                 reference = first
             else:

@@ -18,7 +18,7 @@ from photoscribe.vision.calibrate import (
     score_keywords,
     write_thresholds,
 )
-from photoscribe.vision.labels import FlatVocabulary
+from photoscribe.vision.vocabulary import Concept, Vocabulary
 from test_decide_scenes import LABELS, SCENES, TINY_TAGGING, scenes_config
 
 from fixtures.synthetic import scenes
@@ -60,12 +60,10 @@ def test_the_thresholds_file_round_trips_and_a_bad_line_is_named(tmp_path: Path)
         read_thresholds(path)
 
 
-class ZhVocabulary(FlatVocabulary):
-    """A flat vocabulary that also knows some Chinese names, as vocabulary.Vocabulary does."""
-
-    def lookup(self, text: str) -> list[str]:
-        by_zh = [en for en, zh in ZH.items() if zh == text.strip()]
-        return by_zh or super().lookup(text)
+def zh_vocabulary(labels: list[str]) -> Vocabulary:
+    """The labels as concepts with their Chinese names (ZH) beside the English ones."""
+    names = ({"en": w, "zh": ZH[w]} if w in ZH else {"en": w} for w in labels)
+    return Vocabulary(Concept(w, (w,), n, {}) for w, n in zip(labels, names, strict=True))
 
 
 def keyworded_folder(folder: Path, n: int, seed0: int, *, chinese: bool = False) -> list[set]:
@@ -87,7 +85,7 @@ def keyworded_folder(folder: Path, n: int, seed0: int, *, chinese: bool = False)
 
 def test_keywords_in_either_language_name_concepts(tmp_path: Path) -> None:
     truths = keyworded_folder(tmp_path / "zh", 6, 31_000, chinese=True)
-    vocabulary = ZhVocabulary(LABELS)
+    vocabulary = zh_vocabulary(LABELS)
     examples = collect(
         tmp_path / "zh",
         lambda items: np.ones((len(items), 4), np.float32) / 2,

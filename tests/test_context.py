@@ -101,10 +101,13 @@ def test_prompt_gets_context_and_scored_keywords() -> None:
     keywords = [Keyword("sofa", 0.2), Keyword("cat", 0.62)]
     messages = build_messages(keywords, language="en", thinking=False, context="Taken in summer.")
     user = messages[1]["content"]
-    assert user.startswith("Seen in the photo, most likely first: cat, sofa\nTaken in summer.\n")
+    assert user.startswith(
+        "Seen in the photo, most likely first: cat, sofa\n"
+        "<photo_metadata>\nTaken in summer.\n</photo_metadata>\n"
+    )
     own = prompts_for("en", user="Tags: {keywords_scored}")
     user = build_messages(keywords, language="en", thinking=True, prompts=own, context="X.")[1]
-    assert user["content"] == "Tags: cat (62%), sofa (20%)\nX."
+    assert user["content"] == "Tags: cat (62%), sofa (20%)\n<photo_metadata>\nX.\n</photo_metadata>"
 
 
 @pytest.mark.parametrize(

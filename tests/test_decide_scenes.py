@@ -17,7 +17,7 @@ import pytest
 from photoscribe.config import config_from_dict
 from photoscribe.vision import ClipModel, Encoder, Tagger
 from photoscribe.vision.calibrate import Scores, score_keywords
-from photoscribe.vision.labels import FlatVocabulary, read_label_lines
+from photoscribe.vision.vocabulary import Vocabulary, concepts_from_labels, read_label_lines
 
 from fixtures.synthetic import scenes
 
@@ -75,7 +75,10 @@ def measure(world, vocabulary_size: int, **tagging) -> Scores:
     encoder, images, truth, tmp = world
     labels = LABELS + distractors(len(LABELS) * (vocabulary_size - 1))
     tagger = Tagger(
-        encoder, scenes_config(tmp, **tagging).tagging, tmp / "cache", FlatVocabulary(labels)
+        encoder,
+        scenes_config(tmp, **tagging).tagging,
+        tmp / "cache",
+        Vocabulary(concepts_from_labels(labels)),
     )
     said = [{tagger.labels[i] for i, _ in picks} for picks in tagger.decide(images)]
     return score_keywords(said, truth)

@@ -10,7 +10,7 @@ import yaml
 
 from photoscribe.cli import main
 
-from conftest import tiny_config_dict
+from conftest import TINY_CLIP, tiny_config_dict
 from fixtures.synthetic import draw_shape
 
 
@@ -39,12 +39,25 @@ def test_healthy_setup(doctor, fake_llm) -> None:
     assert set(found) == {
         "index",
         "clip weights",
+        "vocabulary",
         "llm models",
         "llm caption",
         "llm thinking switch",
     }
     assert "first scan creates it" in found["index"]["detail"]
+    assert (
+        found["vocabulary"]["detail"]
+        == "11 concepts (" + str(TINY_CLIP / "labels.txt") + "); keywords in en"
+    )
     assert fake_llm.requests[-1]["chat_template_kwargs"] == {"enable_thinking": False}
+
+
+def test_the_deprecated_llm_language_is_named(doctor, fake_llm) -> None:
+    _, checks = doctor(fake_llm.base_url, language="zh")
+    detail = by_name(checks)["vocabulary"]["detail"]
+    assert (
+        "keywords in zh; llm.language is deprecated: write the top-level `language: zh`" in detail
+    )
 
 
 def test_server_down(doctor, fake_llm) -> None:

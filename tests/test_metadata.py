@@ -461,4 +461,5 @@ def test_rejected_files_do_not_leak_pyexiv2_buffers(monkeypatch: pytest.MonkeyPa
     for _ in range(3):
         with pytest.raises(MetadataError, match="cannot read the metadata"):
             read_existing(b"\x00" * 4_000_000)
-    assert [buffer.destroyed for buffer in made] == [True, True, True]
+    # (each failure also opens an empty JPEG to clear pyexiv2's leftover errors: backend.py)
+    assert len(made) >= 3 and all(buffer.destroyed for buffer in made)

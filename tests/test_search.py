@@ -5,15 +5,16 @@ from pathlib import Path
 import numpy as np
 
 from photoscribe.records import FileStat, Keyword, Tagging
-from photoscribe.search import fts_expression, fuse, search
+from photoscribe.search import SearchQuery, fts_expression, fuse, search
+from photoscribe.search.vectors import from_store
 from photoscribe.store import open_store
 
 STAT = FileStat(1, 1, 1, 1)
 
 
 def test_user_text_is_quoted_for_fts() -> None:
-    assert fts_expression('cat "OR" sofa*') == '"cat" "OR" "sofa"'
-    assert fts_expression("cat sofa", any_term=True) == '"cat" OR "sofa"'
+    assert fts_expression('cat "OR" sofa*') == '("cat") AND ("OR") AND ("sofa"*)'
+    assert fts_expression("cat sofa", any_term=True) == '("cat") OR ("sofa")'
     assert fts_expression("!!!") is None
 
 
@@ -41,11 +42,14 @@ def test_search_merges_text_and_clip(tmp_path: Path) -> None:
     def encode(texts):
         return np.array([[1.0, 0.0, 0.0]], dtype=np.float32)
 
-    hits = search(store, "cat", limit=5, model_id="m", encode_text=encode, min_similarity=0.5)
+    vectors = from_store(store, "m")
+    hits = search(
+        store, SearchQuery("cat", 5), vectors=vectors, encode_text=encode, min_similarity=0.5
+    )
     assert [h.path.name for h in hits] == ["cat.jpg", "kitten.jpg"]
     assert hits[0].matched_by == ("text", "clip")
     assert hits[1].matched_by == ("clip",)
-    text_only = search(store, "park dog", limit=5)
+    text_only = search(store, SearchQuery("park dog", 5))
     assert [h.path.name for h in text_only] == ["dog.jpg"]
 
 
@@ -53,8 +57,8 @@ def test_cjk_text_matches_substrings(tmp_path: Path) -> None:
     store = open_store(tmp_path / "i.db")
     kws = (Keyword("cat", 0.9),)
     store.save_tagged(Path("/p/a.jpg"), STAT, "h", Tagging(kws, b"", "m"), "一只猫坐在沙发上。")
-    assert [h.path.name for h in search(store, "沙发", limit=5)] == ["a.jpg"]
-    assert search(store, "汽车", limit=5) == []
+    assert [h.path.name for h in search(store, SearchQuery("沙发", 5))] == ["a.jpg"]
+    assert search(store, SearchQuery("汽车", 5)) == []
 
 
 def test_all_words_first_then_any_word_in_rank_order(tmp_path: Path) -> None:
@@ -69,7 +73,7 @@ def test_all_words_first_then_any_word_in_rank_order(tmp_path: Path) -> None:
         store.save_tagged(Path(f"/p/{name}"), STAT, name, Tagging((), b"", "m"), caption)
 
     def names(text: str) -> list[str]:
-        return [h.path.name for h in search(store, text, limit=10)]
+        return [h.path.name for h in search(store, SearchQuery(text, 10))]
 
     assert names("red barn") == ["both.jpg"]  # every word: only the one with both
     # no photo has both words: any word, best bm25 first (three "red"s beat one "barn")

@@ -21,7 +21,13 @@ def test_migrations_are_recorded_once(tmp_path: Path) -> None:
     open_store(db)
     open_store(db)
     rows = sqlite3.connect(db).execute("SELECT name FROM migrations").fetchall()
-    assert rows == [("0001_photos",), ("0002_queue",), ("0003_journal",), ("0004_failure_kind",)]
+    assert rows == [
+        ("0001_photos",),
+        ("0002_queue",),
+        ("0003_journal",),
+        ("0004_failure_kind",),
+        ("0005_search",),
+    ]
 
 
 def test_failures_recorded_before_0004_are_classified_by_their_message(tmp_path: Path) -> None:

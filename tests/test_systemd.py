@@ -33,7 +33,8 @@ MAX_USER_EXPOSURE = 6.5
 # verify output lines that name our unit and are not errors. systemd 252 prints none for
 # these units (not even for the missing `photoscribe` user); add narrow patterns with a reason.
 VERIFY_ALLOWED: tuple[re.Pattern[str], ...] = ()
-EXPOSURE = re.compile(r"Overall exposure level for photoscribe\.service: (\d+\.\d+)")
+WEB_UNIT = ROOT / "systemd" / "photoscribe-web.service"
+EXPOSURE = re.compile(r"Overall exposure level for photoscribe(?:-web)?\.service: (\d+\.\d+)")
 
 
 # --- systemd units ------------------------------------------------------------------------
@@ -115,7 +116,7 @@ def assert_verifies(analyze: str, unit_copy: Path, *, user: bool, tmp_path: Path
     complaints = [
         line
         for line in output.splitlines()
-        if "photoscribe.service" in line and not any(p.search(line) for p in VERIFY_ALLOWED)
+        if unit_copy.name in line and not any(p.search(line) for p in VERIFY_ALLOWED)
     ]
     assert proc.returncode == 0 and not complaints, output
 
@@ -149,6 +150,14 @@ def test_verify_catches_a_broken_unit(analyze: str, tmp_path: Path) -> None:
 
 def test_system_unit_security_exposure_is_ok(analyze: str, tmp_path: Path) -> None:
     unit = installed_copy(SYSTEM_UNIT, tmp_path / "units")
+    level = exposure(analyze, unit, user=False, tmp_path=tmp_path)
+    assert level <= MAX_EXPOSURE, f"systemd-analyze security: {level}"
+
+
+def test_web_unit_verifies_and_its_exposure_is_ok(analyze: str, tmp_path: Path) -> None:
+    unit = installed_copy(WEB_UNIT, tmp_path / "units")
+    assert exec_start(WEB_UNIT)[-1] == "serve"
+    assert_verifies(analyze, unit, user=False, tmp_path=tmp_path)
     level = exposure(analyze, unit, user=False, tmp_path=tmp_path)
     assert level <= MAX_EXPOSURE, f"systemd-analyze security: {level}"
 

@@ -9,12 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import photoscribe
 from photoscribe.config import TaggingConfig
 from photoscribe.errors import ConfigError, DecodeError
 from photoscribe.service import build_tagger
-from photoscribe.vision.labels import load_vocabulary, read_label_lines
 from photoscribe.vision.loader import decode
+from photoscribe.vision.vocabulary import read_label_lines, vocabulary_for
 
 from conftest import TINY_CLIP
 from fixtures.synthetic import draw_shape
@@ -70,13 +69,13 @@ def test_vocabulary_file_extra_labels_and_dedupe(tmp_path: Path) -> None:
     f = tmp_path / "labels.txt"
     f.write_text("Cat\ndog\n")
     cfg = TaggingConfig(labels_file=f, extra_labels=("cat", "bird"))
-    assert load_vocabulary(cfg) == ["Cat", "dog", "bird"]
-    packaged = Path(photoscribe.__file__).parent / "data" / "labels.txt"
-    default = load_vocabulary(TaggingConfig())
-    assert default == read_label_lines(packaged.read_text(encoding="utf-8"))
-    assert len(default) == len({label.casefold() for label in default}) > 200
+    vocab = vocabulary_for(cfg)
+    assert [c.names["en"] for c in vocab] == ["Cat", "dog", "bird"]
+    assert [c.id for c in vocab] == ["cat", "dog", "bird"]
+    default = vocabulary_for(TaggingConfig())
+    assert len(default) == len({c.id for c in default}) > 200
     with pytest.raises(ConfigError, match="cannot read"):
-        load_vocabulary(TaggingConfig(labels_file=tmp_path / "missing.txt"))
+        vocabulary_for(TaggingConfig(labels_file=tmp_path / "missing.txt"))
 
 
 @pytest.fixture(scope="module")

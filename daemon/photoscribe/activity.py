@@ -18,8 +18,9 @@ DONE = ("tagged", "tagged+caption", "captioned", "skipped", "failed")
 class Activity:
     """Counts outcomes (thread-safe) and keeps the timestamps of recent writes."""
 
-    def __init__(self, clock=time.monotonic) -> None:
+    def __init__(self, clock=time.monotonic, on_record=None) -> None:
         self.clock = clock
+        self.on_record = on_record  # e.g. Metrics.record: called with each outcome
         self._lock = threading.Lock()
         self._recent: deque[float] = deque()
         self.totals = {name: 0 for name in DONE}
@@ -33,6 +34,8 @@ class Activity:
             if outcome in ("tagged", "tagged+caption"):
                 self._recent.append(now)
                 self._trim(now)
+        if self.on_record is not None:
+            self.on_record(outcome)
 
     def rate(self) -> float:
         """Photos written per second over the last minute."""

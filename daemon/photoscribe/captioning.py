@@ -131,6 +131,7 @@ class CaptionStage:
         self._deadlines = _Deadlines()
         self._idle = threading.Condition()
         self._open = 0  # offers that may still call back
+        self.observe: Callable[[str, float], None] = lambda stage, seconds: None  # a reply
 
     @property
     def available(self) -> bool:
@@ -218,8 +219,11 @@ class CaptionStage:
         self, keywords: Sequence[Keyword], context: str | None
     ) -> tuple[str | None, str | None]:
         assert self.source is not None
+        started = time.monotonic()
         try:
-            return self.source.caption(keywords, context), None
+            caption = self.source.caption(keywords, context)
+            self.observe("caption", time.monotonic() - started)
+            return caption, None
         except CaptionRejected as exc:
             return None, f"{REJECTED} {exc}"
         except CaptionError as exc:

@@ -19,7 +19,6 @@ from photoscribe.records import State, Summary
 
 log = logging.getLogger("photoscribe")
 MAX_FAILURES_SHOWN = 20
-DAEMON_STALE_S = 30.0  # a running daemon publishes its state every few seconds
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,14 +52,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(func=cmd_run)
 
-    search = sub.add_parser("search", help="find photos by caption, keywords and CLIP similarity")
-    search.add_argument("text")
-    search.add_argument("-n", "--limit", type=int, help="at most this many results")
-    search.add_argument(
-        "--text-only", action="store_true", help="full-text only: no CLIP model is loaded (fast)"
+    add_search_parser(sub)
+
+    similar = sub.add_parser("similar", help="photos that look like PHOTO (CLIP embeddings)")
+    similar.add_argument("photo", type=Path)
+    similar.add_argument("-n", "--limit", type=_positive, help="at most this many results")
+    similar.add_argument("--json", action="store_true", help="machine-readable output")
+    similar.set_defaults(func=cmd_similar)
+
+    duplicates = sub.add_parser(
+        "duplicates", help="groups of exact copies (same image data) and near copies"
     )
-    search.add_argument("--json", action="store_true", help="machine-readable output")
-    search.set_defaults(func=cmd_search)
+    duplicates.add_argument(
+        "--threshold", type=float, default=0.95, help="cosine for near copies (default 0.95)"
+    )
+    duplicates.add_argument("--folder", type=Path, help="only photos below this folder")
+    duplicates.add_argument("--json", action="store_true", help="machine-readable output")
+    duplicates.set_defaults(func=cmd_duplicates)
+
+    serve = sub.add_parser("serve", help="a local web page: search, photos, look-alikes, status")
+    serve.add_argument("--port", type=int, help="instead of web.port (0: any free port)")
+    serve.set_defaults(func=cmd_serve)
 
     status = sub.add_parser("status", help="counts by state and the last failures")
     status.add_argument("--json", action="store_true", help="machine-readable output")
@@ -112,25 +124,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--embeddings", action="store_true", help="also compute CLIP embeddings (for search)"
     )
     rebuild.set_defaults(func=cmd_index_rebuild)
+    facts = index.add_parser(
+        "facts",
+        help="record date taken, camera and place (search filters) for photos indexed "
+        "before photoscribe kept them",
+    )
+    facts.set_defaults(func=cmd_index_facts)
 
-    # photoscribe labels calibrate (vision/calibrate.py)
-    labels = sub.add_parser("labels", help="the keyword vocabulary").add_subparsers(
-        dest="labels_command", required=True, metavar="ACTION"
-    )
-    calibrate = labels.add_parser(
-        "calibrate",
-        help="fit per-concept thresholds on photos you already keyworded",
-        description="Reads the keywords you put on the photos under FOLDER (IPTC/XMP, English "
-        "or Chinese names and aliases), fits each concept's threshold on those photos and "
-        "writes them to a file for tagging.thresholds_file.",
-    )
-    calibrate.add_argument("folder", type=Path, metavar="FOLDER")
-    calibrate.add_argument(
-        "--output",
-        type=Path,
-        help="the thresholds file (default: tagging.thresholds_file, else CACHE/thresholds.tsv)",
-    )
-    calibrate.set_defaults(func=cmd_labels_calibrate)
+    add_vocabulary_commands(sub)
 
     doctor = sub.add_parser("doctor", help="check the index, the CLIP weights and the LLM server")
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
@@ -232,11 +233,112 @@ def _failed_kinds(failed: int, transient: int) -> str:
     return "; ".join(parts)
 
 
+def cmd_serve(config: Config, args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from photoscribe.web import serve
+
+    if args.port is not None:
+        web = dataclasses.replace(config.web, port=args.port)
+        config = dataclasses.replace(config, web=web)
+    serve(config, announce=lambda line: print(line, flush=True))
+    return 0
+
+
+SEARCH_VALUE_OPTIONS = ("-n", "--limit", "--folder", "--after", "--before", "--keyword", "--camera")
+SEARCH_FLAGS = ("-h", "--help", "--text-only", "--json")
+
+
+def add_search_parser(sub) -> None:
+    search = sub.add_parser(
+        "search",
+        help="find photos by caption, keywords, names and CLIP similarity (Chinese or English)",
+        description='Words are ANDed; "a phrase" keeps words together; word* matches the '
+        "start of words; -word leaves out photos whose text has it (also after --). "
+        "Chinese needs no spaces.",
+    )
+    search.add_argument("words", nargs="*", metavar="WORD")
+    search.add_argument("-n", "--limit", type=_positive, help="at most this many results")
+    search.add_argument(
+        "--text-only", action="store_true", help="full-text only: no CLIP model is loaded (fast)"
+    )
+    search.add_argument("--json", action="store_true", help="machine-readable output")
+    search.add_argument("--folder", type=Path, help="only photos below this folder")
+    search.add_argument("--after", type=_day, metavar="YYYY-MM-DD", help="taken on or after")
+    search.add_argument("--before", type=_day, metavar="YYYY-MM-DD", help="taken before")
+    search.add_argument(
+        "--keyword", action="append", default=[], help="has this keyword (repeat for several)"
+    )
+    search.add_argument("--camera", help="camera make or model contains this")
+    search.set_defaults(func=cmd_search)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
+    return value
+
+
+def _day(text: str):
+    from datetime import date
+
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date; write YYYY-MM-DD") from None
+
+
+def split_search_exclusions(argv: list[str]) -> tuple[list[str], list[str]]:
+    """`photoscribe search cat -dog`: ``-dog`` is a word to leave out, not an option.
+    Returns argv without such words, and the words."""
+    i = 0
+    while i < len(argv) and argv[i].startswith("-"):  # options before the command
+        i += 2 if argv[i] in ("-c", "--config") else 1
+    if i >= len(argv) or argv[i] != "search":
+        return argv, []
+    kept, words = argv[: i + 1], []
+    rest = iter(argv[i + 1 :])
+    for arg in rest:
+        if arg == "--":
+            kept += [arg, *rest]
+            break
+        if arg in SEARCH_VALUE_OPTIONS:
+            kept += [arg, next(rest, "")]
+        elif _is_exclusion(arg):
+            words.append(arg)
+        else:
+            kept.append(arg)
+    return kept, words
+
+
+def _is_exclusion(arg: str) -> bool:
+    if len(arg) < 2 or arg[0] != "-" or not arg[1].isalpha() or arg in SEARCH_FLAGS:
+        return False
+    known = (*SEARCH_VALUE_OPTIONS, *SEARCH_FLAGS)
+    return not (arg[:2] == "-n" and arg[2:].lstrip("-").isdigit()) and not any(
+        arg.startswith(o + "=") for o in known
+    )
+
+
 def cmd_search(config: Config, args: argparse.Namespace) -> int:
+    from photoscribe.search import SearchQuery
     from photoscribe.service import run_search
 
-    limit = args.limit or config.search.limit
-    hits = run_search(config, args.text, limit=limit, use_clip=not args.text_only)
+    query = SearchQuery(
+        text=" ".join(args.words),
+        limit=args.limit or config.search.limit,
+        folder=args.folder.absolute() if args.folder else None,
+        after=args.after,
+        before=args.before,
+        keywords=tuple(args.keyword),
+        camera=args.camera,
+        use_clip=not args.text_only,
+    )
+    hits = run_search(config, query)
     if args.json:
         json.dump([h.as_json() for h in hits], sys.stdout, ensure_ascii=False, indent=2)
         sys.stdout.write("\n")
@@ -249,44 +351,78 @@ def cmd_search(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_status(config: Config, args: argparse.Namespace) -> int:
+def _print_hits(hits, as_json: bool) -> None:
+    if as_json:
+        json.dump([h.as_json() for h in hits], sys.stdout, ensure_ascii=False, indent=2)
+        sys.stdout.write("\n")
+        return
+    for hit in hits:
+        keywords = ", ".join(hit.keywords)
+        print(f"{display(hit.path)}\n    {hit.caption or '(no caption yet)'}\n    [{keywords}]")
+    if not hits:
+        print("no matches", file=sys.stderr)
+
+
+def cmd_similar(config: Config, args: argparse.Namespace) -> int:
+    from photoscribe.search.alike import similar
+    from photoscribe.search.cache import VectorCache
     from photoscribe.store import open_store
-    from photoscribe.store.photos import PERMANENT, TRANSIENT
-    from photoscribe.store.queue import queue_depth
 
     store = open_store(config.index_path, readonly=True)
-    counts = store.counts()
-    failures = store.last_failures(10)
-    problems = caption_problems(store)
-    daemon = daemon_status(store)
+    row = store.by_path(args.photo.absolute())
+    model = row.model if row is not None and row.model else ""
+    vectors = VectorCache(store, model, config.cache_dir)
+    limit = args.limit or config.search.limit
+    _print_hits(similar(store, vectors, args.photo.absolute(), limit), args.json)
+    return 0
+
+
+def cmd_duplicates(config: Config, args: argparse.Namespace) -> int:
+    from photoscribe.errors import ConfigError
+    from photoscribe.search.alike import exact_copies, near_copies
+    from photoscribe.store import open_store
+    from photoscribe.vision.model import resolve_weights
+
+    if not 0 < args.threshold <= 1:
+        raise ConfigError(f"--threshold must be above 0 and at most 1 (got {args.threshold})")
+    store = open_store(config.index_path, readonly=True)
+    folder = args.folder.absolute() if args.folder else None
+    model = resolve_weights(config.model).model_id
+    groups = exact_copies(store, folder) + near_copies(store, model, args.threshold, folder)
     if args.json:
-        json.dump(
-            {
-                "index": str(config.index_path),
-                "counts": {s.value: n for s, n in counts.items()},
-                "queued": queue_depth(store),
-                "daemon": daemon,
-                "failures": store.failure_counts(),
-                "last_failures": [
-                    {"path": display(r.path), "reason": r.error, "kind": r.failure}
-                    for r in failures
-                ],
-                "caption_problems": [{"reason": r, "photos": n} for r, n in problems],
-            },
-            sys.stdout,
-            ensure_ascii=False,
-            indent=2,
-        )
+        json.dump([g.as_json() for g in groups], sys.stdout, ensure_ascii=False, indent=2)
         sys.stdout.write("\n")
         return 0
+    for group in groups:
+        how = "same image data" if group.kind == "exact" else f"alike ≥ {group.similarity:.3f}"
+        print(f"{len(group.paths)} photos, {how}:")
+        for path in group.paths:
+            print(f"    {display(path)}")
+    if not groups:
+        print("no duplicates found", file=sys.stderr)
+    return 0
+
+
+def cmd_status(config: Config, args: argparse.Namespace) -> int:
+    from photoscribe.statusreport import status_report
+    from photoscribe.store import open_store
+    from photoscribe.store.photos import PERMANENT, TRANSIENT
+
+    store = open_store(config.index_path, readonly=True)
+    report = status_report(store, config.index_path)
+    if args.json:
+        json.dump(report, sys.stdout, ensure_ascii=False, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    counts, kinds = report["counts"], report["failures"]
     print(f"index: {config.index_path}")
     print(f"  done (keywords + caption): {counts[State.DONE]}")
     print(f"  keywords, waiting for a caption: {counts[State.NEEDS_CAPTION]}")
-    for reason, photos in problems:
+    for problem in report["caption_problems"]:
+        reason, photos = problem["reason"], problem["photos"]
         kind, sep, why = reason.partition(": ")
         kind = kind.removeprefix("caption ")
         print(f"    {photos} {kind}: {why}" if sep else f"    {photos}: {reason}")
-    kinds = store.failure_counts()
     print(
         f"  failed: {counts[State.FAILED]} ({kinds[TRANSIENT]} to be tried again: disk, "
         f"permission or I/O problems; {kinds[PERMANENT]} until the file changes)"
@@ -295,53 +431,24 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
     )
     if counts[State.UNDONE]:
         print(f"  undone (photoscribe's metadata taken out): {counts[State.UNDONE]}")
-    for row in failures:
-        again = " (will be tried again)" if row.transient else ""
-        print(f"    {display(row.path)}: {row.error}{again}")
-    print(describe_daemon(daemon))
+    for failure in report["last_failures"]:
+        again = " (will be tried again)" if failure["kind"] == TRANSIENT else ""
+        print(f"    {failure['path']}: {failure['reason']}{again}")
+    print(describe_daemon(report["daemon"]))
     return 0
-
-
-def caption_problems(store, limit: int = 3) -> list[tuple[str, int]]:
-    """The commonest reasons, recorded in the index, why photos still wait for a caption."""
-    rows = store.query(
-        "SELECT error, count(*) AS n FROM photos WHERE state = ? AND error IS NOT NULL "
-        "GROUP BY error ORDER BY n DESC, error LIMIT ?",
-        (State.NEEDS_CAPTION.value, limit),
-    )
-    return [(row["error"], row["n"]) for row in rows]
-
-
-def daemon_status(store) -> dict | None:
-    """What a running `photoscribe run` last published, or None if none runs."""
-    from photoscribe.store.queue import read_state
-
-    found = read_state(store, "daemon")
-    if found is None:
-        return None
-    state, age = found
-    alive = state.get("state") == "running" and age < DAEMON_STALE_S and _pid_alive(state)
-    return {**state, "running": alive, "age_s": round(age, 1)}
-
-
-def _pid_alive(state: dict) -> bool:
-    try:
-        os.kill(int(state.get("pid", 0)), 0)
-    except PermissionError:
-        return True  # runs as another user (the service)
-    except (OSError, ValueError):
-        return False
-    return True
 
 
 def describe_daemon(daemon: dict | None) -> str:
     if not daemon or not daemon["running"]:
         return "daemon: not running"
-    return (
+    text = (
         f"daemon: running (pid {daemon['pid']}) · {daemon['status']}\n"
         f"  in progress: {daemon['in_progress']} · CLIP model {daemon['model']} · "
         f"LLM {daemon['llm']}"
     )
+    for folder, why in daemon.get("unavailable", {}).items():  # e.g. a NAS not mounted
+        text += f"\n  unavailable: {folder}: {why}; its photos stay in the index"
+    return text
 
 
 def _quiet_libraries(record: logging.LogRecord) -> bool:
@@ -370,7 +477,7 @@ def cmd_caption(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_describe(config: Config, args: argparse.Namespace) -> int:
-    from photoscribe.service import describe
+    from photoscribe.service import build_wording, describe
 
     def show(text: str) -> None:
         sys.stdout.write(text)
@@ -378,7 +485,9 @@ def cmd_describe(config: Config, args: argparse.Namespace) -> int:
 
     tagging, _ = describe(config, args.photo, show)
     sys.stdout.write("\n")
-    print("keywords: " + ", ".join(f"{k.label} ({k.score:.2f})" for k in tagging.keywords))
+    names = build_wording(config).names([k.label for k in tagging.keywords])
+    scored = (f"{name} ({k.score:.2f})" for name, k in zip(names, tagging.keywords, strict=True))
+    print("keywords: " + ", ".join(scored))
     return 0
 
 
@@ -420,6 +529,18 @@ def cmd_index_rebuild(config: Config, args: argparse.Namespace) -> int:
     return 1 if summary.failures else 0
 
 
+def cmd_index_facts(config: Config, args: argparse.Namespace) -> int:
+    from photoscribe.search.facts import backfill
+    from photoscribe.store import open_store
+
+    store = open_store(config.index_path)
+    try:
+        print(f"{backfill(store)} photos got their date taken, camera or place")
+    finally:
+        store.close()
+    return 0
+
+
 def show_plan(plan) -> None:  # an undo.UndoPlan
     show_changes(plan.path, {k: (plan.current.get(k), v) for k, v in plan.changes.items()})
 
@@ -452,9 +573,10 @@ def cmd_doctor(config: Config, args: argparse.Namespace) -> int:
 
     def make_captioner():
         from photoscribe.caption import Captioner
+        from photoscribe.service import caption_names
 
         llm = dataclasses.replace(config.llm, retries=0)  # report, don't wait
-        return Captioner(llm, config.llm_api_key())
+        return Captioner(llm, config.llm_api_key(), name_of=caption_names(config))
 
     checks = run_checks(config, make_captioner)
     if args.json:
@@ -464,6 +586,14 @@ def cmd_doctor(config: Config, args: argparse.Namespace) -> int:
         for check in checks:
             print(f"{'ok ' if check.ok else 'BAD'} {check.name}: {check.detail}")
     return 0 if all(c.ok for c in checks) else 1
+
+
+def quiet_broken_pipe() -> int:
+    """The reader of stdout went away: nothing more can be shown, and Python's own flush
+    at exit must not print a traceback either. Exit as a program killed by SIGPIPE."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 141  # 128 + SIGPIPE, what a shell reports for e.g. `yes | head`
 
 
 def setup_logging(verbose: bool) -> None:
@@ -478,8 +608,116 @@ def setup_logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+# -- the vocabulary: `photoscribe labels [list|ACTION]`, `photoscribe relabel` ----------
+def add_vocabulary_commands(sub) -> None:
+    labels = sub.add_parser(
+        "labels", help="what the tagger can say: concepts with parents and aliases"
+    )
+    actions = labels.add_subparsers(dest="labels_command", metavar="ACTION")
+    labels.set_defaults(func=cmd_labels_list, language=None, json=False, query=None)
+    listing = actions.add_parser("list", help="list the vocabulary (the default action)")
+    listing.add_argument("query", nargs="?", help="only concepts whose id/name/alias holds this")
+    listing.add_argument("--language", choices=("en", "zh"), help="names in this language")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    listing.set_defaults(func=cmd_labels_list)
+    calibrate = actions.add_parser(
+        "calibrate",
+        help="fit per-concept thresholds on photos you already keyworded",
+        description="Reads the keywords you put on the photos under FOLDER (IPTC/XMP, English "
+        "or Chinese names and aliases), fits each concept's threshold on those photos and "
+        "writes them to a file for tagging.thresholds_file.",
+    )
+    calibrate.add_argument("folder", type=Path, metavar="FOLDER")
+    calibrate.add_argument(
+        "--output",
+        type=Path,
+        help="the thresholds file (default: tagging.thresholds_file, else CACHE/thresholds.tsv)",
+    )
+    calibrate.set_defaults(func=cmd_labels_calibrate)
+
+    relabel = sub.add_parser(
+        "relabel",
+        help="rewrite photoscribe's keywords of indexed photos in the configured language "
+        "(after changing `language` or concept names; no CLIP, no LLM)",
+    )
+    relabel.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="default: all")
+    relabel.set_defaults(func=cmd_relabel)
+
+
+def labels_default_action(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """`photoscribe labels [QUERY]` means `photoscribe labels list [QUERY]`."""
+    i, command = 0, None
+    while i < len(argv):
+        if argv[i] in ("-c", "--config"):
+            i += 2
+            continue
+        if not argv[i].startswith("-"):
+            command = argv[i]
+            break
+        i += 1
+    if command != "labels":
+        return argv
+    rest = argv[i + 1 :]
+    choices = next(
+        a.choices
+        for a in _labels_parser(parser)._actions
+        if isinstance(a, argparse._SubParsersAction)
+    )
+    if not rest or rest[0] in choices or rest[0] in ("-h", "--help"):
+        return argv
+    return [*argv[: i + 1], "list", *rest]
+
+
+def _labels_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices["labels"]
+
+
+def cmd_labels_list(config: Config, args: argparse.Namespace) -> int:
+    from photoscribe.config import keyword_languages
+    from photoscribe.vision.vocabulary import vocabulary_for
+    from photoscribe.vocabview import as_dict, lines, listed
+
+    vocab = vocabulary_for(config.tagging)
+    language = args.language or keyword_languages(config)[0]
+    concepts = listed(vocab, args.query)
+    if args.json:
+        print(json.dumps([as_dict(vocab, c, language) for c in concepts], ensure_ascii=False))
+        return 0
+    for line in lines(vocab, concepts, language):
+        print(line)
+    total = len(vocab.taggable())
+    shown = f"{len(concepts)} of {total}" if args.query else f"{total}"
+    print(f"{shown} concepts ({vocab.source})", file=sys.stderr)
+    return 0 if concepts or not args.query else 1
+
+
+def cmd_relabel(config: Config, args: argparse.Namespace) -> int:
+    from photoscribe.relabel import relabel
+    from photoscribe.service import build_writer_factory
+    from photoscribe.store import open_store
+
+    if not config.metadata.write:
+        print("metadata.write is false: photoscribe writes no keywords into photos")
+        return 0
+    store = open_store(config.index_path)
+    try:
+        summary = relabel(store, build_writer_factory(config, store), args.paths)
+    finally:
+        store.close()
+    done, failed = summary.tagged, summary.failed
+    print(f"{done} photos have their keywords in {config.language} now, {failed} failed")
+    for path, reason in summary.failures[:MAX_FAILURES_SHOWN]:
+        print(f"  failed: {display(path)}: {reason}")
+    return 1 if summary.failed else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv, excluded = split_search_exclusions(list(sys.argv[1:] if argv is None else argv))
+    parser = build_parser()
+    args = parser.parse_args(labels_default_action(parser, argv))
+    if excluded:
+        args.words.extend(excluded)
     setup_logging(args.verbose)
     try:
         config = load_config(args.config, explicit=args.config is not None)
@@ -496,8 +734,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def entry() -> None:
     """The `photoscribe` command: ``main()``, then exit with its code. After Ctrl-C the
-    writes are done, so caption requests still under way must not hold up the exit."""
-    code = main()
+    writes are done, so caption requests still under way must not hold up the exit.
+    Output into a closed pipe (`photoscribe search x | head`) ends quietly."""
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        code = quiet_broken_pipe()
     if code == 130:
         sys.stdout.flush()
         sys.stderr.flush()

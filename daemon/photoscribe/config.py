@@ -8,6 +8,7 @@ documents every key; a test keeps the two in step.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import types
 import typing
@@ -58,8 +59,11 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TaggingConfig:
-    labels_file: Path | None = None  # one label per line; default: the built-in vocabulary
+    # A vocabulary TSV, or one label per line; default: the built-in vocabulary
+    labels_file: Path | None = None
     extra_labels: tuple[str, ...] = ()
+    concepts_file: Path | None = None  # the user's concepts (TSV), merged into it by id
+    disable: tuple[str, ...] = ()  # concept ids never tagged
     templates: tuple[str, ...] = DEFAULT_TEMPLATES
     top_k: int = 8
     # How keywords are chosen: threshold = each concept on its own cosine similarity (the
@@ -88,7 +92,8 @@ class LLMConfig:
     extra_body: dict[str, Any] = field(default_factory=dict)  # merged into every request body
     timeout: float = 60.0  # seconds per request
     retries: int = 2  # extra attempts on timeouts, 429 and 5xx
-    language: Literal["en", "zh"] = "en"
+    # Deprecated: the top-level `language`; when set, it must agree with it.
+    language: Literal["en", "zh"] | None = None
     style: Literal["plain", "social", "alt_text"] = "plain"
     system_prompt: str | None = None  # replaces the built-in one for language + style
     user_prompt: str | None = None  # replaces the built-in one; must contain {keywords}
@@ -138,7 +143,11 @@ class ScanConfig:
     exclude: tuple[str, ...] = DEFAULT_EXCLUDE
     skip_hidden: bool = True
     follow_symlinks: bool = False
-    decode_workers: int = 2
+    decode_workers: int = 2  # worker processes reading and decoding photos
+    # Caps per photo file in its worker process: a file that needs more memory or time
+    # (a decompression bomb, a hostile file) fails with the reason; the rest go on.
+    file_memory_mb: int = 1024  # 0 = no cap
+    file_timeout_seconds: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -166,10 +175,28 @@ class SearchConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    address: str = "127.0.0.1"  # `photoscribe serve`; another address opens it (no login!)
+    port: int = 8765
+    allowed_hosts: tuple[str, ...] = ()  # Host names besides 127.0.0.1/localhost (rebinding)
+    roots: tuple[Path, ...] = ()  # folders whose photos it shows; default: watch folders
+    clip: bool = True  # CLIP text search (loads the text tower once, kept warm)
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    enabled: bool = False  # Prometheus metrics of the daemon (`photoscribe run`)
+    address: str = "127.0.0.1"  # only this machine may scrape; 0.0.0.0 opens it to the network
+    port: int = 9721
+
+
+@dataclass(frozen=True)
 class Config:
     index_path: Path = field(default_factory=lambda: _state_dir() / "index.sqlite3")
     cache_dir: Path = field(default_factory=_cache_dir)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Captions and keywords: en, zh, or zh+en (keywords in both, caption in Chinese).
+    language: Literal["en", "zh", "zh+en"] | None = None
     model: ModelConfig = ModelConfig()
     tagging: TaggingConfig = TaggingConfig()
     llm: LLMConfig = LLMConfig()
@@ -177,6 +204,24 @@ class Config:
     scan: ScanConfig = ScanConfig()
     watch: WatchConfig = WatchConfig()
     search: SearchConfig = SearchConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    web: WebConfig = WebConfig()
+
+    def __post_init__(self) -> None:
+        """One language setting: the top-level key, else the old llm.language (deprecated);
+        llm.language ends up as the caption language (the first of ``language``)."""
+        legacy, top = self.llm.language, self.language
+        caption = (top or legacy or "en").split("+")[0]
+        if top is not None and legacy is not None and legacy != caption:
+            raise ConfigError(
+                f"language is {top!r} but llm.language is {legacy!r}; remove llm.language "
+                "(deprecated: the top-level `language` now sets captions and keywords)"
+            )
+        object.__setattr__(self, "language", top or legacy or "en")
+        object.__setattr__(self, "llm", dataclasses.replace(self.llm, language=caption))
+        # Not a field (so not a key, and not in a dump of the fields): only the deprecated
+        # llm.language set the language. A dataclasses.replace() of the Config forgets it.
+        object.__setattr__(self, "_legacy_language", top is None and legacy is not None)
 
     def llm_api_key(self) -> str:
         if self.llm.api_key_file:
@@ -317,8 +362,27 @@ def _user_prompt_ok(template: str | None) -> bool:
     return True
 
 
+LANGUAGE_NOTE = (
+    "llm.language is deprecated: write the top-level `language: {value}` instead (it sets "
+    "the language of captions and keywords); llm.language is used meanwhile"
+)
+
+
+def keyword_languages(config: Config) -> tuple[str, ...]:
+    """The languages photoscribe's keywords are written in ("zh+en" → ("zh", "en"))."""
+    return tuple((config.language or "en").split("+"))
+
+
+def language_note(config: Config) -> str | None:
+    """The deprecation note for a config that sets only llm.language (None otherwise)."""
+    legacy = getattr(config, "_legacy_language", False)
+    return LANGUAGE_NOTE.format(value=config.language) if legacy else None
+
+
 def validate(config: Config) -> Config:
     """Range checks that types alone cannot express."""
+    if language_note(config):
+        logging.getLogger(__name__).warning(LANGUAGE_NOTE.format(value=config.language))
     checks = [
         (config.model.batch_size >= 1, "model.batch_size must be at least 1"),
         (config.tagging.top_k >= 1, "tagging.top_k must be at least 1"),
@@ -337,7 +401,11 @@ def validate(config: Config) -> Config:
             f"llm.context may list only: {', '.join(CONTEXT_FIELDS)}",
         ),
         (config.llm.retries >= 0, "llm.retries must not be negative"),
+        (0 <= config.metrics.port <= 65535, "metrics.port must be between 0 and 65535"),
+        (0 <= config.web.port <= 65535, "web.port must be between 0 and 65535"),
         (config.scan.decode_workers >= 1, "scan.decode_workers must be at least 1"),
+        (config.scan.file_memory_mb >= 0, "scan.file_memory_mb must not be negative"),
+        (config.scan.file_timeout_seconds > 0, "scan.file_timeout_seconds must be positive"),
         (config.watch.settle_seconds >= 0, "watch.settle_seconds must not be negative"),
         (config.watch.poll_interval > 0, "watch.poll_interval must be positive"),
         (config.watch.caption_retry_seconds > 0, "watch.caption_retry_seconds must be positive"),

@@ -9,7 +9,8 @@ metadata parts are left out of the hash:
 - PNG: every chunk except tEXt/zTXt/iTXt/eXIf/tIME.
 - WebP: every RIFF chunk except VP8X (its flags change with metadata), EXIF, "XMP ".
 - Anything else (TIFF, GIF, ...) and any container that does not parse: the decoded
-  pixels (mode, size and data of every frame) via PIL.
+  pixels (mode, size and data of each frame, at most limits.MAX_HASHED_FRAMES of them)
+  via PIL.
 
 The digest is prefixed with the scheme ("jpeg:", "png:", "webp:", "px:"), so hashes
 made different ways never compare equal by accident.
@@ -21,9 +22,11 @@ import hashlib
 import struct
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from photoscribe.errors import DecodeError
 from photoscribe.formats import needs_sidecar
+from photoscribe.limits import MAX_HASHED_FRAMES, MAX_IMAGE_PIXELS, too_many_pixels
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -36,6 +39,7 @@ _PNG_METADATA_CHUNKS = frozenset({b"tEXt", b"zTXt", b"iTXt", b"eXIf", b"tIME"})
 _WEBP_METADATA_CHUNKS = frozenset({b"VP8X", b"EXIF", b"XMP "})
 _JPEG_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})  # TEM, RST0-7: no length
 _SOS, _EOI, _COM = 0xDA, 0xD9, 0xFE
+_BAND_BYTES = 4 << 20  # pixels hashed per slice of a decoded frame
 
 Update = Callable[[memoryview], object]  # hashlib's update, fed slices of the file
 
@@ -171,21 +175,39 @@ _WALKERS: dict[str, Callable[[bytes, Update], None]] = {
 
 
 def _pixel_hash(data: bytes) -> str:
-    """Decode every frame with PIL and hash mode, size and pixels."""
+    """Decode the frames with PIL (at most limits.MAX_HASHED_FRAMES) and hash mode, size
+    and pixels; a decompression bomb is refused before any pixel is decoded."""
     import io
+    import warnings
 
     from PIL import Image, ImageSequence, UnidentifiedImageError
 
+    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
     digest = hashlib.sha256()
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            for frame in ImageSequence.Iterator(image):
-                digest.update(f"{frame.mode}:{frame.size[0]}x{frame.size[1]};".encode())
-                digest.update(frame.tobytes())
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                for index, frame in enumerate(ImageSequence.Iterator(image)):
+                    if index == MAX_HASHED_FRAMES:
+                        break
+                    _hash_frame(frame, digest.update)
     except UnidentifiedImageError as exc:
         raise DecodeError("not an image file (the format is not recognised)") from exc
-    except Image.DecompressionBombError as exc:
-        raise DecodeError(f"image too large to decode safely: {exc}") from exc
-    except (OSError, ValueError, SyntaxError, struct.error, EOFError) as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DecodeError(too_many_pixels(exc)) from exc
+    except (OSError, ValueError, SyntaxError, struct.error, EOFError, TypeError) as exc:
+        # TypeError: PIL's "Missing dimensions" for a TIFF page without a width
         raise DecodeError(f"the image data is damaged or truncated: {exc}") from exc
     return digest.hexdigest()
+
+
+def _hash_frame(frame: Any, update: Update) -> None:
+    """Mode, size and the raw pixels of one frame, fed in bands of rows (the same bytes
+    as ``frame.tobytes()`` without a second copy of the whole frame in memory)."""
+    width, height = frame.size
+    update(f"{frame.mode}:{width}x{height};".encode())
+    frame.load()
+    rows = max(1, _BAND_BYTES // max(1, width * 8))
+    for top in range(0, height, rows):
+        update(frame.crop((0, top, width, min(height, top + rows))).tobytes())

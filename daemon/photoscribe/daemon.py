@@ -28,16 +28,19 @@ from photoscribe.config import Config
 from photoscribe.errors import ConfigError, PhotoscribeError
 from photoscribe.fsutil import display, file_stat, stat_or_none
 from photoscribe.liveness import Pinger
+from photoscribe.metrics import MetricsServer, Snapshot, build_metrics
 from photoscribe.pipeline import Pipeline
-from photoscribe.records import Summary
+from photoscribe.records import State, Summary
 from photoscribe.service import (
     build_captions,
     build_context_reader,
     build_tagger,
+    build_workers,
     build_writer_factory,
 )
 from photoscribe.store import PhotoStore
 from photoscribe.store.queue import GONE, PHOTO, QueueItem, WorkQueue, publish_state
+from photoscribe.volumes import Presence, Volumes
 from photoscribe.watcher import Change, FolderWatcher, Inbox
 
 log = logging.getLogger("photoscribe.daemon")
@@ -50,6 +53,7 @@ MAX_CAPTION_WAIT_S = 600.0
 RETRY_BATCH_S = 60.0
 MAX_FAILURE_WAIT_S = 3600.0  # a transient failure is tried again at least hourly
 FAILURE_CHECK_S = 5.0  # how often the index is asked for failures due for another try
+FOLDER_CHECK_S = 2.0  # how often the watched folders are checked for being mounted
 FINAL = frozenset({"tagged", "tagged+caption", "adopted", "skipped", "failed"})
 
 
@@ -80,17 +84,26 @@ class Daemon:
         *,
         reload_config: Callable[[], Config] | None = None,
         tagger: Any = None,
+        file_tasks: dict[str, Any] | None = None,  # {"decode":, "write":} for tests
     ) -> None:
         self.config = config
+        self.file_tasks = file_tasks or {}
+        self.workers: Any = None  # workers.WorkerPool of the current pipeline
         self.store = store
         self.notifier = notifier
         self.controls = controls
         self.reload_config = reload_config
         self.queue = WorkQueue(store)
-        self.activity = Activity()
+        self.tagger = tagger or build_tagger(config)
+        self.metrics = build_metrics(
+            config.metrics.enabled,
+            self.tagger.encoder.model_id,
+            config.llm.base_url if config.llm.enabled else None,
+        )
+        self._metrics_server: MetricsServer | None = None
+        self.activity = Activity(on_record=self.metrics.record)
         self.pinger = Pinger(notifier, self.activity, config.watch.stuck_minutes * 60)
         self.inbox = Inbox(controls.wake)
-        self.tagger = tagger or build_tagger(config)
         self._taken: dict[Path, int] = {}  # leased queue rows: path → seq
         self._taken_lock = threading.Lock()
         self._rescans: set[Path] = set()
@@ -108,6 +121,9 @@ class Daemon:
         self.started_at = time.time()
         self.pipeline = self._new_pipeline()
         self.watcher = self._new_watcher()
+        self.volumes = Volumes(store)
+        self.presence = Presence(self.volumes, self.watcher.roots)
+        self._next_folder_check = 0.0
 
     # -- life cycle ------------------------------------------------------------------
     def run(self) -> None:
@@ -119,6 +135,9 @@ class Daemon:
             log.info(
                 "%d photos were in progress when photoscribe last stopped; redoing them", released
             )
+        if self.metrics.enabled:  # a taken port stops the start, with the key to change
+            cfg = self.config.metrics
+            self._metrics_server = MetricsServer(self.metrics, cfg.address, cfg.port)
         self.watcher.start()
         self._request_scan(self.watcher.roots)
         self.notifier.ready(self._publish(force=True))
@@ -138,7 +157,10 @@ class Daemon:
         self._stop_threads()
         self.pipeline.captions.close(cancel=True)
         self.pipeline.writer.close()
+        self.workers.close()
         self._publish(force=True, state="stopped")
+        if self._metrics_server is not None:
+            self._metrics_server.stop()
         log.info("stopped; %d queued for the next start", self.queue.depth())
 
     def _stop_threads(self) -> None:
@@ -262,11 +284,12 @@ class Daemon:
 
     def _forget(self, item: QueueItem) -> None:
         """A photo (or a folder of them) was deleted or moved away."""
-        if not os.path.lexists(item.path):
+        roots = self.watcher.roots
+        if self.volumes.gone(item.path, roots):  # not when its drive is just unmounted
             if self.store.delete(item.path):
                 log.info("removed from the index (deleted): %s", display(item.path))
             for row in self.store.rows_under(item.path):
-                if not os.path.lexists(row.path) and self.store.delete(row.path):
+                if self.volumes.gone(row.path, roots) and self.store.delete(row.path):
                     log.info("removed from the index (deleted): %s", display(row.path))
         self.queue.done(item.path, item.seq)
 
@@ -290,25 +313,27 @@ class Daemon:
 
     def _scan(self, roots: list[Path]) -> None:
         started = time.monotonic()
+        settle = self.config.watch.settle_seconds
         try:
-            todo, gone = catchup.changes(
+            found = catchup.catch_up(
                 roots,
                 self.store,
                 self.config.scan,
                 self.tagger.encoder.model_id,
+                lambda items: self.queue.add(items, delay=settle),
+                lambda items: self.queue.add(items, delay=settle + GONE_DELAY_S),
                 self.controls.stop,
                 within=self.watcher.roots,
+                volumes=self.volumes,
             )
-            self.queue.add(todo, delay=self.config.watch.settle_seconds)
-            self.queue.add(gone, delay=self.config.watch.settle_seconds + GONE_DELAY_S)
         except Exception:
             log.exception("catch-up scan of %s failed", ", ".join(map(display, roots)))
             return
         log.info(
             "catch-up scan of %s: %d new or changed, %d gone (%.1f s)",
             ", ".join(map(display, roots)),
-            len(todo),
-            len(gone),
+            found.todo,
+            found.gone,
             time.monotonic() - started,
         )
         self.controls.wake.set()
@@ -322,6 +347,7 @@ class Daemon:
             self._request_scan(self.watcher.roots)
         self._captions_if_due(now)
         self._retry_failures_if_due(now)
+        self._check_folders_if_due(now)
         self._unload_if_idle(now)
         self._publish()
         self._mark_alive()
@@ -365,6 +391,15 @@ class Daemon:
         if queued:
             log.info("trying %d photos again that failed for a passing reason", queued)
             self.controls.wake.set()
+
+    def _check_folders_if_due(self, now: float) -> None:
+        """A watched folder that was unmounted and is back: watch it anew, catch up."""
+        if now < self._next_folder_check:
+            return
+        self._next_folder_check = now + FOLDER_CHECK_S
+        for root in self.presence.check():
+            self.watcher.rewatch(root)
+            self._request_scan([root])
 
     def _back_off(self, now: float, waiting: int) -> None:
         log.info(
@@ -423,6 +458,8 @@ class Daemon:
         queued = self.queue.depth()
         line = status_line(len(self.watcher.roots), queued, self.activity.rate(), self.llm_state())
         publish_state(self.store, "daemon", self._state(state, queued, line))
+        if self.metrics.enabled:
+            self.metrics.update(self._snapshot(queued))
         if line != self._status:
             self._status = line
             self.notifier.status(line)
@@ -442,20 +479,36 @@ class Daemon:
             "llm": self.llm_state(),
             "model": "loaded" if self.tagger.encoder.model.loaded else "unloaded",
             "status": line,
+            "unavailable": {display(p): why for p, why in self.presence.unavailable.items()},
         }
+
+    def _snapshot(self, queued: int) -> Snapshot:
+        return Snapshot(
+            queued=queued,
+            in_progress=len(self._taken),
+            captions_waiting=self.store.counts()[State.NEEDS_CAPTION],
+            llm=self.llm_state(),
+            model_loaded=self.tagger.encoder.model.loaded,
+            photos_per_s=self.activity.rate(),
+        )
 
     # -- building and reloading --------------------------------------------------------
     def _new_pipeline(self) -> Pipeline:
+        self.workers = build_workers(self.config)
+        write = self.file_tasks.get("write")
         return Pipeline(
             self.store,
             self.tagger,
             build_captions(self.config),
-            build_writer_factory(self.config, self.store),
+            build_writer_factory(self.config, self.store, workers=self.workers, write=write),
             LogProgress(self.activity),
             batch_size=self.config.model.batch_size,
             decode_workers=self.config.scan.decode_workers,
             on_outcome=self._on_outcome,
             context_of=build_context_reader(self.config),
+            workers=self.workers,
+            decode=self.file_tasks.get("decode"),
+            observe=self.metrics.observe,
         )
 
     def _new_watcher(self) -> FolderWatcher:
@@ -499,6 +552,7 @@ class Daemon:
         self.pipeline.flush()
         self.pipeline.captions.close()
         self.pipeline.writer.close()
+        self.workers.close()
         keep_model = (new.model, new.tagging, new.cache_dir) == (
             self.config.model,
             self.config.tagging,
@@ -512,6 +566,7 @@ class Daemon:
         self._next_captions = 0.0
         self.pipeline = self._new_pipeline()
         self.watcher = self._new_watcher()
+        self.presence = Presence(self.volumes, self.watcher.roots)
         self.watcher.start()
         self._request_scan(self.watcher.roots)
         logging.getLogger().setLevel(new.log_level)

@@ -51,6 +51,31 @@ def check_index(config: Config) -> Check:
     return Check("index", True, f"{path}: {summary or 'empty'}")
 
 
+def check_folders(config: Config) -> list[Check]:
+    """Watched folders that are not there now (an unmounted drive or share): their photos'
+    rows are kept (see volumes.py); said here so the user mounts them again."""
+    from photoscribe.store import open_store
+    from photoscribe.volumes import Volumes
+
+    roots = [*config.watch.folders, *config.watch.poll_folders]
+    if not roots or not config.index_path.exists():
+        return []
+    try:
+        store = open_store(config.index_path, readonly=True)
+    except PhotoscribeError:
+        return []  # check_index says why
+    try:
+        missing = Volumes(store).unavailable(roots)
+    finally:
+        store.close()
+    if not missing:
+        return [Check("folders", True, f"{len(roots)} watched folders present")]
+    return [
+        Check("folders", False, f"{display(p)}: {why}; its photos stay in the index")
+        for p, why in missing.items()
+    ]
+
+
 def check_weights(config: Config) -> Check:
     """What a scan decides about the weights (same function), without importing torch."""
     from photoscribe.vision.model import ensure_downloadable, resolve_weights, unknown_arch
@@ -116,7 +141,28 @@ def _check_completion(config: Config, captioner: Any) -> list[Check]:
 
 
 def run_checks(config: Config, make_captioner: Callable[[], Any]) -> list[Check]:
-    return [check_index(config), check_weights(config), *check_llm(config, make_captioner)]
+    return [
+        check_index(config),
+        *check_folders(config),
+        check_weights(config),
+        check_vocabulary(config),
+        *check_llm(config, make_captioner),
+    ]
+
+
+def check_vocabulary(config: Config) -> Check:
+    """The vocabulary loads (with the user's overrides); the language, and the note when
+    only the deprecated llm.language sets it."""
+    from photoscribe.config import language_note
+    from photoscribe.vision.vocabulary import vocabulary_for
+
+    try:
+        vocab = vocabulary_for(config.tagging)
+    except PhotoscribeError as exc:
+        return Check("vocabulary", False, str(exc))
+    detail = f"{len(vocab.taggable())} concepts ({vocab.source}); keywords in {config.language}"
+    note = language_note(config)
+    return Check("vocabulary", True, f"{detail}; {note}" if note else detail)
 
 
 def _index_to_come(path: Path) -> Check:

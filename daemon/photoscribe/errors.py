@@ -109,6 +109,29 @@ class PhotoChangedError(PhotoError):
     transient = True
 
 
+class WorkerError(PhotoError):
+    """The worker process handling one photo (decoder, exiv2) died or hit a limit; the
+    photo is skipped until it changes, the rest go on."""
+
+
+class WorkerCrashed(WorkerError):
+    """A native library crashed (SIGSEGV, SIGABRT) or the worker was killed."""
+
+
+class WorkerOutOfMemory(WorkerError):
+    """The file needed more memory than scan.file_memory_mb."""
+
+
+class WorkerTimeout(WorkerError):
+    """The file took longer than scan.file_timeout_seconds."""
+
+
+class WorkerUnavailable(WorkerError):
+    """No worker process could be started (not the photo's fault): tried again later."""
+
+    transient = True
+
+
 def is_transient(exc: BaseException) -> bool:
     """Whether the failure ``exc`` may pass by itself: a PhotoError that says so, or an
     OSError with a passing errno, raised directly or as the cause of the error."""

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from photoscribe.errors import DecodeError, MetadataError, PhotoChangedError
+from photoscribe.limits import too_large_file
 from photoscribe.records import FileStat
 
 TEMP_PREFIX = "."
@@ -142,6 +143,31 @@ def atomic_replace(
     return file_stat(path)
 
 
+def write_error(path: Path, exc: OSError) -> str:
+    """What went wrong writing ``path``, for the user: which disk is full or read-only."""
+    where, why = display(path), exc.strerror or str(exc)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (
+            f"cannot write {where}: disk full on {display(mount_point(path))} (free some "
+            f"space there; it will be written then): {why}"
+        )
+    if exc.errno == errno.EROFS:
+        return f"cannot write {where}: {display(mount_point(path))} is mounted read-only: {why}"
+    return f"cannot write {where}: {why}"
+
+
+def mount_point(path: Path) -> Path:
+    """The folder the file system holding ``path`` is mounted on."""
+    current = path if path.is_dir() else path.parent
+    try:
+        dev = os.stat(current).st_dev
+        while current != current.parent and os.stat(current.parent).st_dev == dev:
+            current = current.parent
+    except OSError:
+        pass
+    return current
+
+
 def write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -189,11 +215,15 @@ def fsync_dir(folder: Path) -> None:
 
 def read_photo(path: Path) -> bytes:
     """The bytes of the regular file ``path``; never blocks on a FIFO, socket or device
-    that merely carries a photo's name (DecodeError names it instead)."""
+    that merely carries a photo's name (DecodeError names it instead), and never reads
+    more than limits.MAX_PHOTO_BYTES into memory."""
     _check_regular(path, os.stat(path).st_mode)  # a socket cannot even be opened
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
-        _check_regular(path, os.fstat(fd).st_mode)  # replaced meanwhile
+        st = os.fstat(fd)
+        _check_regular(path, st.st_mode)  # replaced meanwhile
+        if reason := too_large_file(st.st_size):
+            raise DecodeError(reason)
         with open(fd, "rb", buffering=0, closefd=False) as f:
             return f.readall()  # sized by fstat: one buffer, as Path.read_bytes
     finally:

@@ -1,14 +1,17 @@
 """The scan pipeline: decide → load (pool) → tag (batches) → caption (pool) → write.
 
 One photo's failure is recorded and the rest go on. The main thread owns the
-model; decoding runs in a small thread pool (PIL releases the GIL), captions in
-another, and one writer thread does every file and index write.
+model; reading, hashing, metadata and decoding of each file run in worker processes
+(``workers``: a native crash or a file past its memory or time cap costs only that
+photo), driven by a small thread pool; captions run in another, and one writer thread
+does every file and index write.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -18,14 +21,16 @@ from typing import Any
 
 from photoscribe.backlog import fill_captions
 from photoscribe.captioning import CaptionStage
-from photoscribe.contenthash import photo_hash
 from photoscribe.errors import DecodeError, PhotoError, is_transient
-from photoscribe.formats import is_raw, same_named_jpeg
-from photoscribe.fsutil import display, file_stat, read_photo
+from photoscribe.fsutil import display, file_stat
 from photoscribe.progress import Progress
 from photoscribe.records import FileStat, Keyword, State, Summary, Tagging
 from photoscribe.store import PhotoRow, PhotoStore
+from photoscribe.workers import PHASE, InProcess
+from photoscribe.worktasks import ContextSpec, LoadRequest, image_source, load_photo
 from photoscribe.writing import AdoptedJob, LateCaptionJob, TaggedJob, Writer
+
+__all__ = ["Pipeline", "image_source"]
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +77,10 @@ class Pipeline:
         force: bool = False,
         dry_run: bool = False,
         on_outcome: Callable[[Path, str], None] | None = None,
-        context_of: Callable[[bytes], str | None] | None = None,
+        context_of: ContextSpec | None = None,
+        workers: Any = None,  # workers.WorkerPool; None: everything in this process
+        decode: Callable[..., Any] | None = None,  # vision.loader.decode, or a test's
+        observe: Callable[[str, float], None] | None = None,  # (stage, seconds per photo)
     ) -> None:
         self.store = store
         self.tagger = tagger
@@ -83,10 +91,15 @@ class Pipeline:
         self.force = force
         self.dry_run = dry_run  # the index is not changed either
         self.on_outcome = on_outcome  # told each photo's final outcome (the daemon's queue)
-        self.context_of = context_of  # None: only keywords go to the LLM (the default)
+        self.context = context_of  # None: only keywords go to the LLM (the default)
+        self.workers = workers or InProcess()
+        self.decode = decode
+        self.observe = observe or (lambda stage, seconds: None)  # e.g. Metrics.observe
         self.summary = Summary()
         self._lock = threading.Lock()
         self._writer = writer_factory(self._report)
+        self._writer.observe = self.observe  # stage times of the parts it owns
+        self.captions.observe = self.observe
 
     # -- outcomes ------------------------------------------------------------
     def _report(
@@ -148,6 +161,15 @@ class Pipeline:
     def writer(self) -> Writer:
         return self._writer
 
+    @property
+    def context_of(self) -> Callable[[bytes], str | None] | None:
+        """The context reader for photos read outside ``_load`` (the caption backlog),
+        run in a worker too."""
+        spec = self.context
+        if spec is None:
+            return None
+        return lambda data: self.workers.call("metadata reader", spec, data)
+
     def _waiting(self, paths: Sequence[Path]) -> list[PhotoRow]:
         """Photos among ``paths`` whose keywords are written but caption is not."""
         wanted = set(paths)
@@ -204,48 +226,48 @@ class Pipeline:
         stat: FileStat | None = None
         try:
             stat = file_stat(path)
-            data = read_photo(path)
-            digest = photo_hash(path, data)
-            context = self.context_of(data) if self.context_of else None
-            recorded = None
+            started = time.monotonic()
+            got = self.workers.call("image decoder", load_photo, path, self._request(), phase=PHASE)
+            self.observe("decode", time.monotonic() - started)  # read, hash, decode
             if not self.force:
-                known = self.store.by_hash(digest, self.tagger.encoder.model_id)
+                known = self.store.by_hash(got.content_hash, self.tagger.encoder.model_id)
                 if known:
-                    return Known(path, stat, digest, _prefer_same_path(known, path), context)
-                recorded = self._recorded(path, data, digest)
-            tensor = self._prepare(*image_source(path, data))
-            return Loaded(path, digest, tensor, context, recorded)
+                    row = _prefer_same_path(known, path)
+                    return Known(path, stat, got.content_hash, row, got.context)
+            tensor = self._tensor(got.pixels)
+            return Loaded(path, got.content_hash, tensor, got.context, got.recorded)
         except PhotoError as exc:
             return Failed(path, stat, str(exc), is_transient(exc))
         except OSError as exc:
             reason = f"cannot read the file: {exc.strerror or exc}"
             return Failed(path, stat, reason, is_transient(exc))
 
-    def _recorded(self, path: Path, data: bytes, digest: str) -> Any:
-        """photoscribe's record in the photo, if it says these pixels were tagged by this
-        model (a write whose index update was lost, e.g. to a kill): adopted, not redone."""
-        from photoscribe.metadata.recorded import read_recorded
-
-        recorded = read_recorded(path, data)
-        model = self.tagger.encoder.model_id
-        if recorded is None or (recorded.content_hash, recorded.model) != (digest, model):
-            return None
-        return recorded
-
-    def _prepare(self, data: bytes, raw: bool = False) -> Any:
-        from photoscribe.vision import prepare
+    def _request(self) -> LoadRequest:
+        from photoscribe.vision.loader import decode, pixel_plan
 
         encoder = self.tagger.encoder
+        return LoadRequest(
+            min_side=encoder.input_size(),
+            plan=pixel_plan(encoder.preprocess()),
+            model_id=None if self.force else encoder.model_id,
+            context=self.context,
+            decode=self.decode or decode,
+        )
+
+    def _tensor(self, pixels: Any) -> Any:
+        from photoscribe.vision.loader import tensor_from
+
         try:
-            return prepare(data, encoder.preprocess(), encoder.input_size(), raw=raw)
-        except DecodeError:
-            raise
-        except (OSError, ValueError, RuntimeError) as exc:
+            return tensor_from(pixels, self.tagger.encoder.preprocess())
+        except (OSError, ValueError, RuntimeError, TypeError) as exc:
             raise DecodeError(f"the image cannot be prepared for the model ({exc})") from exc
 
     # -- tagging and reuse ---------------------------------------------------------
     def _tag(self, batch: list[Loaded]) -> None:
+        started = time.monotonic()
         taggings = self.tagger.tag([item.tensor for item in batch])
+        for _ in batch:  # each photo waited for its whole batch
+            self.observe("tag", time.monotonic() - started)
         for item, tagging in zip(batch, taggings, strict=True):
             if item.recorded is not None:
                 adopted = _adopted_tagging(tagging, item.recorded)
@@ -305,25 +327,17 @@ class Pipeline:
         )
 
 
-def image_source(path: Path, data: bytes) -> tuple[bytes, bool]:
-    """What to decode for the model: a RAW's JPEG twin if it has one, else its own
-    embedded preview (raw=True); any other photo its own bytes."""
-    if not is_raw(path):
-        return data, False
-    twin = same_named_jpeg(path)
-    if twin is not None:
-        try:
-            return read_photo(twin), False
-        except (OSError, PhotoError):  # unreadable, or not a regular file: use the preview
-            pass
-    return data, True
-
-
 def _adopted_tagging(tagging: Tagging, recorded: Any) -> Tagging:
     """The index's keywords for a photo whose file already holds photoscribe's write: the
     model's keywords that the file holds (with their scores), then the other words that
     photoscribe recorded adding. The embedding is the model's (for search)."""
     from photoscribe.metadata.text import keyword_key, sanitize_keyword
+
+    if recorded.concepts:  # the write recorded its concept ids: compare those
+        ids = set(recorded.concepts)
+        keep = [k for k in tagging.keywords if k.label in ids]
+        extra = [Keyword(c, 0.0) for c in recorded.concepts if c not in {k.label for k in keep}]
+        return Tagging(tuple(keep + extra), tagging.embedding, tagging.model)
 
     in_file = {keyword_key(word) for word in recorded.keywords}
     keep = [

@@ -54,23 +54,32 @@ class Found:
     stat: FileStat
     content_hash: str
     model: str
-    keywords: tuple[str, ...]
+    keywords: tuple[str, ...]  # concept ids (older writes: the words photoscribe added)
     caption: str | None
 
 
 def rebuild(
-    store: PhotoStore, paths: Iterable[Path], advance: Callable[[str], None]
+    store: PhotoStore,
+    paths: Iterable[Path],
+    advance: Callable[[str], None],
+    search_text: Callable[[Sequence[str]], str] | None = None,
 ) -> RebuildSummary:
-    """Index every photo among ``paths`` that carries photoscribe's record of its pixels."""
+    """Index every photo among ``paths`` that carries photoscribe's record of its pixels.
+    ``search_text``: keyword labels → their searchable names (keywording.Wording)."""
     summary = RebuildSummary()
     for path in paths:
-        outcome = _restore(store, path, summary)
+        outcome = _restore(store, path, summary, search_text)
         summary.add(outcome)
         advance(outcome)
     return summary
 
 
-def _restore(store: PhotoStore, path: Path, summary: RebuildSummary) -> str:
+def _restore(
+    store: PhotoStore,
+    path: Path,
+    summary: RebuildSummary,
+    search_text: Callable[[Sequence[str]], str] | None = None,
+) -> str:
     try:
         found = read_record(path)
     except (PhotoError, OSError) as exc:
@@ -84,7 +93,10 @@ def _restore(store: PhotoStore, path: Path, summary: RebuildSummary) -> str:
         return KEPT  # the index already knows this photo as it is
     keywords = tuple(Keyword(word, 0.0) for word in found.keywords)
     tagging = Tagging(keywords, None, found.model)  # type: ignore[arg-type]  # no embedding
-    store.save_tagged(path, found.stat, found.content_hash, tagging, found.caption)
+    text = search_text(found.keywords) if search_text else None
+    store.save_tagged(
+        path, found.stat, found.content_hash, tagging, found.caption, keywords_text=text
+    )
     summary.captions += found.caption is not None
     return RESTORED
 
@@ -101,7 +113,9 @@ def read_record(path: Path) -> Found | str:
         return NO_RECORD
     if recorded.content_hash != digest:
         return CHANGED
-    return Found(stat, digest, recorded.model, recorded.added_keywords, recorded.description)
+    # the concept ids when the photo records them (the index keeps ids), else the words
+    keywords = recorded.concepts or recorded.added_keywords
+    return Found(stat, digest, recorded.model, keywords, recorded.description)
 
 
 def fill_embeddings(store: PhotoStore, tagger: Any, paths: Sequence[Path], batch: int) -> int:

@@ -31,8 +31,15 @@ class FileStat:
 
 @dataclass(frozen=True)
 class Keyword:
-    label: str
+    """One keyword the tagger chose: a concept id of the vocabulary and its score. (Rows
+    indexed before concept ids hold the English word instead; keywording maps it back.)"""
+
+    label: str  # the concept id
     score: float
+
+    @property
+    def concept(self) -> str:
+        return self.label
 
 
 @dataclass(frozen=True)
@@ -48,10 +55,14 @@ class Tagging:
 class Annotation:
     """What photoscribe writes into one photo."""
 
-    keywords: tuple[str, ...]
+    keywords: tuple[str, ...]  # flat words, in the configured language(s)
     description: str | None  # None: leave the description as it is
     model: str
     content_hash: str
+    # Hierarchical keywords ("animal|dog"), without metadata.keyword_root; None: each flat
+    # word becomes a top-level path
+    paths: tuple[str, ...] | None = None
+    concepts: tuple[str, ...] = ()  # the concept ids the words stand for (recorded)
 
 
 @dataclass(frozen=True)

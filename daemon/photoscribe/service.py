@@ -6,6 +6,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from photoscribe.captioning import CaptionStage
 from photoscribe.config import Config
@@ -15,7 +16,7 @@ from photoscribe.pipeline import Pipeline
 from photoscribe.progress import Progress
 from photoscribe.records import Summary, Tagging
 from photoscribe.scanner import find_photos
-from photoscribe.search import Hit, search
+from photoscribe.search import Hit, SearchQuery, search
 from photoscribe.store import PhotoStore, open_store
 from photoscribe.writing import Writer
 
@@ -29,12 +30,27 @@ def build_tagger(config: Config):
     return Tagger(Encoder(ClipModel(config.model)), config.tagging, config.cache_dir)
 
 
+def build_wording(config: Config):
+    """Concept ids → keywords in the configured language(s) (loads the vocabulary)."""
+    from photoscribe.config import keyword_languages
+    from photoscribe.keywording import Wording
+    from photoscribe.vision.vocabulary import vocabulary_for
+
+    return Wording(vocabulary_for(config.tagging), keyword_languages(config))
+
+
+def caption_names(config: Config):
+    """concept id → its name in the caption's language (what the LLM is given)."""
+    wording = build_wording(config)
+    return lambda label: (wording.names([label]) or [label])[0]
+
+
 def build_captions(config: Config, enabled: bool = True) -> CaptionStage:
     source = None
     if enabled and config.llm.enabled:
         from photoscribe.caption import Captioner
 
-        source = Captioner(config.llm, config.llm_api_key())
+        source = Captioner(config.llm, config.llm_api_key(), name_of=caption_names(config))
     concurrency = config.llm.concurrency
     return CaptionStage(
         source, concurrency, concurrency * CAPTION_BACKLOG_PER_SLOT, config.llm.caption_wait
@@ -42,23 +58,64 @@ def build_captions(config: Config, enabled: bool = True) -> CaptionStage:
 
 
 def build_context_reader(config: Config):
-    """bytes → the prompt's context line, or None when llm.context lists nothing."""
+    """bytes → the prompt's context line (a ContextSpec, which can be sent to a worker),
+    or None when llm.context lists nothing."""
     if not config.llm.context or not config.llm.enabled:
         return None
-    from photoscribe.caption.context import context_reader
+    from photoscribe.worktasks import ContextSpec
 
-    return context_reader(config.llm.context, config.llm.language, config.llm.hemisphere)
+    return ContextSpec(config.llm.context, config.llm.language, config.llm.hemisphere)
 
 
-def build_writer_factory(config: Config, store: PhotoStore, *, dry_run: bool = False, show=None):
-    write_fn = None
+def build_workers(config: Config):
+    """The worker processes that read, decode and write photo files (one per decode
+    thread, one for the writer), with the per-file caps of ``scan:``."""
+    from photoscribe.workers import Limits, WorkerPool
+
+    limits = Limits(config.scan.file_memory_mb, config.scan.file_timeout_seconds)
+    return WorkerPool(config.scan.decode_workers + 1, limits)
+
+
+def build_writer_factory(
+    config: Config,
+    store: PhotoStore,
+    *,
+    dry_run: bool = False,
+    show=None,
+    workers=None,
+    write=None,
+):
+    """``workers``: run each file write there (a WorkerPool); ``write``: the write
+    function (default metadata.write_photo; tests give one that crashes)."""
+    from photoscribe.search.facts import read_facts
+
+    write_fn, facts = None, read_facts
+    if workers is not None:
+        from photoscribe.writing import IsolatedFacts
+
+        facts = IsolatedFacts(workers)
     if config.metadata.write:
         from photoscribe.metadata import write_photo
 
-        write_fn = write_photo
+        write_fn = write or write_photo
+        if workers is not None:
+            from photoscribe.writing import IsolatedWrite
+
+            write_fn = IsolatedWrite(workers, write_fn)
+
+    wording = build_wording(config)
 
     def factory(report):
-        return Writer(store, write_fn, report, metadata=config.metadata, dry_run=dry_run, show=show)
+        return Writer(
+            store,
+            write_fn,
+            report,
+            metadata=config.metadata,
+            dry_run=dry_run,
+            show=show,
+            wording=wording,
+            facts=facts,
+        )
 
     return factory
 
@@ -72,11 +129,14 @@ def scan(
     captions: bool = True,
     dry_run: bool = False,
     show=None,
+    decode=None,
+    write=None,
 ) -> Summary:
     """`photoscribe scan`: tag, caption, write and index every photo under ``roots``.
 
     ``dry_run``: tag and caption, but write nothing; ``show(file, changes)`` is told what
-    would change in each file."""
+    would change in each file. ``decode``, ``write``: the functions the worker processes
+    run on each file (defaults: vision.loader.decode, metadata.write_photo)."""
     paths = find_photos(roots, config.scan)
     log.info("found %d photos under %s", len(paths), ", ".join(map(display, roots)))
     tagger = build_tagger(config)
@@ -84,21 +144,27 @@ def scan(
         tagger.encoder.model.load()  # fail fast (missing weights) before touching anything
         tagger.label_matrix()
     store = open_store(config.index_path)
+    workers = build_workers(config)
     try:
         pipeline = Pipeline(
             store,
             tagger,
             build_captions(config, captions),
-            build_writer_factory(config, store, dry_run=dry_run, show=show),
+            build_writer_factory(
+                config, store, dry_run=dry_run, show=show, workers=workers, write=write
+            ),
             progress,
             batch_size=config.model.batch_size,
             decode_workers=config.scan.decode_workers,
             force=force,
             dry_run=dry_run,
             context_of=build_context_reader(config),
+            workers=workers,
+            decode=decode,
         )
         summary = pipeline.run(paths)
     finally:
+        workers.close()
         store.close()
     summary.captions_off = captions_off(config, captions)
     return summary
@@ -111,21 +177,33 @@ def captions_off(config: Config, captions: bool = True) -> str | None:
     return None if captions else "--no-caption"
 
 
-def run_search(config: Config, text: str, *, limit: int, use_clip: bool) -> list[Hit]:
-    store = open_store(config.index_path, readonly=True)
-    encode_text = model_id = None
-    if use_clip:
-        from photoscribe.vision.model import resolve_weights
+def clip_search_tools(config: Config, store: PhotoStore) -> tuple[Any, Any]:
+    """(vectors, encode_text) for CLIP search, or (None, None) when the index holds no
+    embeddings of the configured model. The text tower loads on the first uncached query
+    and stays loaded."""
+    from photoscribe.search.cache import VectorCache
+    from photoscribe.search.querycache import CachedEncoder
+    from photoscribe.vision.model import resolve_weights
 
-        model_id = resolve_weights(config.model).model_id
-        if store.embeddings_count(model_id):
-            tagger = build_tagger(config)
-            encode_text = tagger.encoder.encode_texts
+    model_id = resolve_weights(config.model).model_id
+    if not store.searchable_embeddings(model_id):
+        return None, None
+    vectors = VectorCache(store, model_id, config.cache_dir)
+    encode_text = CachedEncoder(
+        config.cache_dir, model_id, lambda: build_tagger(config).encoder.encode_texts
+    )
+    return vectors, encode_text
+
+
+def run_search(config: Config, query: SearchQuery) -> list[Hit]:
+    store = open_store(config.index_path, readonly=True)
+    encode_text = vectors = None
+    if query.use_clip and query.text.strip():
+        vectors, encode_text = clip_search_tools(config, store)
     return search(
         store,
-        text,
-        limit=limit,
-        model_id=model_id,
+        query,
+        vectors=vectors,
         encode_text=encode_text,
         min_similarity=config.search.min_similarity,
     )
@@ -143,7 +221,7 @@ def describe(config: Config, path: Path, on_text) -> tuple[Tagging, str]:
     tagger = build_tagger(config)
     encoder = tagger.encoder
     tagging = tagger.tag([prepare(data, encoder.preprocess(), encoder.input_size())])[0]
-    captioner = Captioner(config.llm, config.llm_api_key())
+    captioner = Captioner(config.llm, config.llm_api_key(), name_of=caption_names(config))
     context_of = build_context_reader(config)
     context = context_of(data) if context_of else None
     try:
@@ -257,7 +335,8 @@ def rebuild_index(config: Config, roots: Sequence[Path], *, embeddings: bool, pr
     store = open_store(config.index_path)
     try:
         progress.start(len(paths), "photos")
-        summary = rebuild(store, paths, lambda outcome: progress.advance(outcome))
+        wording = build_wording(config)
+        summary = rebuild(store, paths, progress.advance, wording.search_text)
         progress.finish()
         if embeddings:
             summary.embeddings = _fill_embeddings(config, store, paths)

@@ -8,6 +8,7 @@ also scans at start, after an inotify queue overflow and periodically.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import threading
@@ -123,6 +124,7 @@ class FolderWatcher:
         self.inbox = inbox
         self.poll_interval = poll_interval
         self._observers: list = []
+        self._watches: dict[Path, tuple] = {}  # folder → (observer, handler, watch)
         self._alarm = _OverflowAlarm(self._overflowed)
 
     @property
@@ -154,12 +156,35 @@ class FolderWatcher:
         self._observers.append(observer)
         links = LinkPolicy(self.scan.follow_symlinks, self.roots)
         for folder in folders:
-            handler = _Handler(folder, self.scan, self.inbox, links)
-            try:
-                observer.schedule(handler, str(folder), recursive=True, event_filter=_event_types())
-            except OSError as exc:
-                raise _watch_error(folder, exc) from exc
+            self._schedule(observer, _Handler(folder, self.scan, self.inbox, links), folder)
         log.info("watching %s", ", ".join(display(f) for f in folders))
+
+    def _schedule(self, observer, handler: _Handler, folder: Path) -> None:
+        try:
+            watch = observer.schedule(
+                handler, str(folder), recursive=True, event_filter=_event_types()
+            )
+        except OSError as exc:
+            raise _watch_error(folder, exc) from exc
+        self._watches[folder] = (observer, handler, watch)
+
+    def rewatch(self, folder: Path) -> bool:
+        """Set the watch of ``folder`` up again: after its file system was unmounted and
+        mounted again the old watch sees nothing. False (and a warning) if it cannot be."""
+        found = self._watches.get(folder)
+        if found is None:
+            return False
+        observer, handler, watch = found
+        with contextlib.suppress(KeyError, OSError):
+            observer.unschedule(watch)
+        try:
+            _check_folder(folder)
+            self._schedule(observer, handler, folder)
+        except ConfigError as exc:
+            log.warning("%s", exc)
+            return False
+        log.info("watching %s again", display(folder))
+        return True
 
     def _overflowed(self) -> None:
         log.warning("file events were lost (inotify queue overflow); rescanning the folders")
@@ -175,6 +200,7 @@ class FolderWatcher:
             if observer.is_alive():
                 observer.join(timeout=10)
         self._observers.clear()
+        self._watches.clear()
 
 
 def _event_types() -> list[type]:

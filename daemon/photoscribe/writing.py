@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from photoscribe.config import MetadataConfig
 from photoscribe.errors import (
@@ -15,16 +18,72 @@ from photoscribe.errors import (
     PhotoChangedError,
     PhotoError,
     StoreError,
+    WorkerError,
     is_transient,
 )
-from photoscribe.fsutil import display, stat_or_none
+from photoscribe.fsutil import display, is_temp_name, remove_leftover_temp, stat_or_none
 from photoscribe.records import Annotation, FileStat, State, Tagging, WriteOutcome
+from photoscribe.search.facts import read_facts
 from photoscribe.store import PhotoStore
 from photoscribe.store.journal import Journal
+from photoscribe.store.photos import PhotoFacts
+
+if TYPE_CHECKING:
+    from photoscribe.keywording import Wording
 
 log = logging.getLogger(__name__)
 
 WriteFn = Callable[..., WriteOutcome]  # metadata.write_annotation
+
+
+@dataclass(frozen=True)
+class IsolatedWrite:
+    """A ``WriteFn`` that runs ``write`` (metadata.write_photo) in a worker process: a
+    crash in exiv2 or a file past its caps fails that photo only. The photo is replaced
+    atomically by the worker, so a worker that dies mid-write leaves it as it was; its
+    temp file is removed here."""
+
+    workers: Any  # workers.WorkerPool
+    write: WriteFn
+
+    def __call__(self, path: Path, annotation: Annotation, **options: Any) -> WriteOutcome:
+        from photoscribe.workers import Relay
+
+        journal = options.pop("journal", None)
+        relay = Relay(journal) if journal is not None else None
+        try:
+            return self.workers.call(
+                "metadata writer", self.write, path, annotation, journal=relay, **options
+            )
+        except WorkerError:
+            remove_temps_of(path)
+            raise
+
+
+@dataclass(frozen=True)
+class IsolatedFacts:
+    """search.facts.read_facts in a worker process: exiv2 never parses a photo in the
+    process that holds the index. None when the worker died on it (the write is done)."""
+
+    workers: Any  # workers.WorkerPool
+
+    def __call__(self, path: Path) -> PhotoFacts | None:
+        try:
+            return self.workers.call("metadata reader", read_facts, path)
+        except WorkerError as exc:
+            log.warning("no date/camera for search: %s: %s", display(path), exc)
+            return None
+
+
+def remove_temps_of(path: Path) -> int:
+    """Remove the temp files a dead writer left for ``path`` or its sidecars (none that
+    a live writer holds); how many were removed."""
+    prefix = f".{path.stem}"
+    try:
+        names = [n for n in os.listdir(path.parent) if n.startswith(prefix) and is_temp_name(n)]
+    except OSError:
+        return 0
+    return sum(remove_leftover_temp(path.parent / name) for name in names)
 
 
 @dataclass(frozen=True)
@@ -73,6 +132,21 @@ class LateCaptionJob:
     caption: str
 
 
+def annotation_of(
+    tagging: Tagging, caption: str | None, content_hash: str, wording: Wording | None
+) -> Annotation:
+    """What to write for ``tagging``: its concepts as words and paths in the configured
+    language(s), or (no wording) its labels as they are."""
+    if wording is None:
+        words, paths, concepts = tuple(k.label for k in tagging.keywords), None, ()
+    else:
+        (words, paths), concepts = (
+            wording.render(tagging.keywords),
+            wording.concepts(tagging.keywords),
+        )
+    return Annotation(words, caption, tagging.model, content_hash, paths, concepts)
+
+
 Job = TaggedJob | CaptionJob | LateCaptionJob | AdoptedJob
 # report(path, outcome, reason, transient=False): outcome is "tagged", "tagged+caption",
 # "captioned", "adopted" or "failed" (transient: a failure that may pass by itself)
@@ -92,8 +166,13 @@ class Writer:
         metadata: MetadataConfig | None = None,
         dry_run: bool = False,
         show: Show | None = None,
+        wording: Wording | None = None,
+        facts: Callable[[Path], PhotoFacts | None] = read_facts,
     ) -> None:
         self.store = store
+        self.wording = wording  # concept ids → words; None: the labels are the words
+        self.facts = facts  # date taken, camera, place for search (IsolatedFacts: a worker)
+        self.observe: Callable[[str, float], None] = lambda stage, seconds: None
         self.write_fn = write_fn  # None: index only, photos are never touched
         self.report = report
         self.metadata = metadata or MetadataConfig()  # passed to write_fn as config=
@@ -118,8 +197,10 @@ class Writer:
 
     def _loop(self) -> None:
         while (job := self._queue.get()) is not None:
+            started = time.monotonic()
             try:
                 self._handle(job)
+                self.observe("write", time.monotonic() - started)
             except StoreError as exc:  # e.g. the index locked by another program
                 log.error("not written: %s: %s", display(job.path), exc)
                 self.report(job.path, "failed", str(exc))
@@ -164,8 +245,21 @@ class Writer:
             self.report(job.path, "captioned", None)
             return
         if not self.dry_run:
-            self.store.save_tagged(job.path, stat, job.content_hash, job.tagging, job.caption)
+            self.store.save_tagged(
+                job.path,
+                stat,
+                job.content_hash,
+                job.tagging,
+                job.caption,
+                self.facts(job.path),
+                self._search_text(job.tagging),
+            )
         self.report(job.path, "tagged+caption" if job.caption else "tagged", note)
+
+    def _search_text(self, tagging: Tagging) -> str | None:
+        if self.wording is None:
+            return None
+        return self.wording.search_text([k.label for k in tagging.keywords])
 
     def _failed(self, path: Path, stat: FileStat | None, exc: PhotoError) -> None:
         transient = is_transient(exc)
@@ -176,7 +270,13 @@ class Writer:
     def _adopt(self, job: AdoptedJob) -> None:
         if not self.dry_run:
             self.store.save_tagged(
-                job.path, stat_or_none(job.path), job.content_hash, job.tagging, job.caption
+                job.path,
+                stat_or_none(job.path),
+                job.content_hash,
+                job.tagging,
+                job.caption,
+                self.facts(job.path),  # date taken, camera, place: for search filters
+                self._search_text(job.tagging),
             )
         log.info("indexed what the file already held: %s", display(job.path))
         self.report(job.path, "adopted", None)
@@ -194,12 +294,7 @@ class Writer:
     def _write_file(self, job: TaggedJob | CaptionJob) -> FileStat | None:
         if self.write_fn is None:
             return stat_or_none(job.path)
-        annotation = Annotation(
-            keywords=tuple(k.label for k in job.tagging.keywords),
-            description=job.caption,
-            model=job.tagging.model,
-            content_hash=job.content_hash,
-        )
+        annotation = annotation_of(job.tagging, job.caption, job.content_hash, self.wording)
 
         def journal(target: Path, changes: dict) -> None:
             self.journal.record(job.path, target, changes)

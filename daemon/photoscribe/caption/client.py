@@ -8,6 +8,7 @@ asking for a while (circuit breaker) when the server keeps failing.
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import json
 import logging
@@ -20,7 +21,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from photoscribe.caption.clean import check_caption, clean_reply
-from photoscribe.caption.prompt import Prompts, build_messages, keyword_labels, prompts_for
+from photoscribe.caption.prompt import (
+    Prompts,
+    build_messages,
+    keyword_labels,
+    named,
+    prompts_for,
+)
 from photoscribe.caption.secrets import Redactor, public_url, secrets_of
 from photoscribe.config import LLMConfig
 from photoscribe.errors import CaptionRejected, CaptionUnavailable
@@ -197,10 +204,13 @@ class Captioner:
         *,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        name_of: Callable[[str], str] | None = None,
     ) -> None:
         import openai
 
-        self.cfg = cfg
+        # An LLMConfig made outside a Config has no language yet: English, as before.
+        self.cfg = cfg if cfg.language else dataclasses.replace(cfg, language="en")
+        self._name_of = name_of  # concept id → its name in the caption's language
         self._openai = openai
         self._client = openai.OpenAI(
             base_url=cfg.base_url,
@@ -215,7 +225,9 @@ class Captioner:
         self._random = random.Random()
         self._breaker = CircuitBreaker(clock, cooldown=cfg.cooldown)
         self._template_kwargs = True  # False once a server refuses chat_template_kwargs
-        self._prompts = prompts_for(cfg.language, cfg.style, cfg.system_prompt, cfg.user_prompt)
+        self._prompts = prompts_for(
+            self.cfg.language, cfg.style, cfg.system_prompt, cfg.user_prompt
+        )
 
     @property
     def available(self) -> bool:
@@ -243,6 +255,7 @@ class Captioner:
     ) -> str:
         """Stream a caption: ``on_text`` gets the visible text as it is generated (reasoning
         held back); returns the whole caption, validated. One attempt, no retries."""
+        keywords = named(keywords, self._name_of)
         messages = self._messages(keywords, self._prompts, context)
         visible = VisibleText(on_text, thinking=self.cfg.thinking)
         reasoning: list[str] = []
@@ -286,6 +299,7 @@ class Captioner:
         self, keywords: Sequence[Keyword], clock: Callable[[], float] = time.monotonic
     ) -> Probe:
         """Ask for one caption, timed, reporting whether reasoning came back."""
+        keywords = named(keywords, self._name_of)
         messages = self._messages(keywords, self._prompts)
         started = clock()
         reply = reply_of(self._send(messages))
@@ -310,6 +324,7 @@ class Captioner:
         (the caption can wait for a later run), CaptionRejected when the reply is unusable
         twice in a row.
         """
+        keywords = named(keywords, self._name_of)
         labels = keyword_labels(keywords)
         if not labels:
             raise CaptionRejected("no keywords to describe the photo from")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from photoscribe.caption.prompt import as_data
 from photoscribe.config import CONTEXT_FIELDS
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,8 @@ NIGHT = ("night", "夜晚")
 SEASONS_NORTH = {12: 0, 1: 0, 2: 0, 3: 1, 4: 1, 5: 1, 6: 2, 7: 2, 8: 2, 9: 3, 10: 3, 11: 3}
 SEASON_NAMES = (("winter", "冬天"), ("spring", "春天"), ("summer", "夏天"), ("autumn", "秋天"))
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+CAMERA_MAX = 60  # characters of a camera name sent to the LLM
+PLACE_MAX = 120  # characters of a place name sent to the LLM
 
 
 @dataclass(frozen=True)
@@ -91,11 +94,13 @@ def describe(
         parts.append(_date_text(when, zh))
     if when is not None and ("season" in fields or "time_of_day" in fields):
         parts.append(_moment(when, fields, zh, _southern(ctx, hemisphere)))
-    if ctx.camera and "camera" in fields:
-        article = "an" if ctx.camera[0].lower() in "aeiou" else "a"
-        parts.append(f"使用{ctx.camera}拍摄" if zh else f"with {article} {ctx.camera}")
-    if ctx.place and "place" in fields:
-        parts.append(f"地点：{ctx.place}" if zh else f"in {ctx.place}")
+    camera = as_data(ctx.camera or "", CAMERA_MAX)  # from the file: anyone may write it
+    if camera and "camera" in fields:
+        article = "an" if camera[0].lower() in "aeiou" else "a"
+        parts.append(f"使用{camera}拍摄" if zh else f"with {article} {camera}")
+    place = as_data(ctx.place or "", PLACE_MAX)
+    if place and "place" in fields:
+        parts.append(f"地点：{place}" if zh else f"in {place}")
     if not parts:
         return None
     return ("照片信息：" + "，".join(parts) + "。") if zh else ("Taken " + ", ".join(parts) + ".")

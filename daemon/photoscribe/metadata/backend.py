@@ -2,7 +2,7 @@
 
 Works on ``pyexiv2.ImageData`` (bytes in, bytes out) and never on ``pyexiv2.Image(path)``,
 which rewrites the file in place without a temp file and fails on non-UTF-8 names.
-Every ``RuntimeError``/``UnicodeDecodeError``/``ValueError`` from pyexiv2 becomes a
+Every error pyexiv2 raises for a damaged photo (see ``_PYEXIV2_ERRORS``) becomes a
 MetadataError naming the photo and the cause. What exiv2 changes beyond the tags it is
 given (a PNG's ICC chunk, a Photoshop IPTCDigest) is repaired before the bytes are returned.
 """
@@ -26,12 +26,35 @@ from photoscribe.metadata.webp import without_xmp
 
 Value = str | list[str] | dict[str, str]
 T = TypeVar("T")
+# What pyexiv2 raises for a damaged photo: exiv2's errors (RuntimeError), its overflow
+# checks (OverflowError: "Overflow in addition"), text that does not decode, and its Python
+# converters meeting an odd value (AttributeError: an XP tag holding a list of values).
+_PYEXIV2_ERRORS = (RuntimeError, UnicodeDecodeError, ValueError, OverflowError, AttributeError)
+_EMPTY_JPEG = b"\xff\xd8\xff\xd9"  # SOI, EOI: opens in exiv2 with nothing to read
 
 # exiv2 logs warnings to fd 1 (not Python logging); level 3 mutes them but keeps errors,
 # which pyexiv2 turns into RuntimeError. Never 4: a broken XMP packet would then be
 # silently dropped on the next write.
 pyexiv2.set_log_level(3)
-pyexiv2.registerNs(NS_URI, NS_PREFIX)
+# The namespaces of the XMP properties photoscribe writes. exiv2 keeps one registry of
+# prefix → URI for the process and adds to it every namespace it meets in a packet it
+# parses: one damaged photo declaring xmlns:dc="http://purl.org/dc/ele3ents/1.1/" made
+# every later write put dc:subject into that bogus namespace, where no program looks. So
+# these are registered again before every read and write (see _register_namespaces).
+NAMESPACES = (
+    (NS_URI, NS_PREFIX),
+    ("http://purl.org/dc/elements/1.1/", "dc"),
+    ("http://ns.adobe.com/lightroom/1.0/", "lr"),
+    ("http://www.digikam.org/ns/1.0/", "digiKam"),
+)
+
+
+def _register_namespaces() -> None:
+    for uri, prefix in NAMESPACES:
+        pyexiv2.registerNs(uri, prefix)
+
+
+_register_namespaces()
 
 
 @dataclass(frozen=True)
@@ -66,6 +89,7 @@ class Photo:
     def __init__(self, data: bytes, where: str) -> None:
         self.where = where
         self._data = data  # the original (a reference, not a copy)
+        self._call("read", _register_namespaces)
         self._image = self._call("read", lambda: _ImageData(data))
 
     def close(self) -> None:
@@ -87,6 +111,7 @@ class Photo:
                 value += "\x00"  # NUL-terminated, as Windows and exiftool write them
             by_schema[key.split(".", 1)[0]][key] = value
         image, xmp_left = self._image, True
+        self._call("write", _register_namespaces)  # this photo's own packet may have lied
         if by_schema["Exif"]:
             self._call("write", lambda: image.modify_exif(by_schema["Exif"]))
         if by_schema["Iptc"]:
@@ -107,10 +132,9 @@ class Photo:
     def _call(self, action: str, fn: Callable[[], T]) -> T:
         try:
             return fn()
-        except (RuntimeError, UnicodeDecodeError, ValueError) as exc:
-            raise MetadataError(
-                f"cannot {action} the metadata of {self.where}: {_cause(exc)}"
-            ) from exc
+        except _PYEXIV2_ERRORS as exc:
+            cause = _cause(exc, _stale_errors())
+            raise MetadataError(f"cannot {action} the metadata of {self.where}: {cause}") from exc
 
 
 class _ImageData(pyexiv2.ImageData):  # type: ignore[misc]
@@ -128,6 +152,20 @@ class _ImageData(pyexiv2.ImageData):  # type: ignore[misc]
             if buffer is not None:
                 buffer.destroy()
             raise
+
+
+def _stale_errors() -> str:
+    """The exiv2 errors left over by a call that failed, read out (and so cleared) now.
+
+    pyexiv2 collects exiv2's error messages in one process-wide buffer and raises them at
+    the end of the call; a call that throws first leaves them there, and the next call, for
+    the next photo, raised them: a sound photo was recorded as failed with the reason of
+    the damaged one before it. Opening an empty JPEG raises whatever the buffer holds."""
+    try:
+        _ImageData(_EMPTY_JPEG).close()
+    except RuntimeError as exc:
+        return " ".join(str(exc).split())
+    return ""
 
 
 def _repair_side_effects(old: bytes, new: bytes, *, xmp_left: bool) -> bytes:
@@ -207,13 +245,17 @@ _EXPLAINED = (
     ("XMP Toolkit error", "its XMP packet is damaged, so it is left as it is"),
     ("Offset of directory", "its EXIF block is damaged, so it is left as it is"),
     ("pointer references previously read", "its EXIF block is damaged, so it is left as it is"),
+    ("entries considered invalid", "its EXIF block is damaged, so it is left as it is"),
     ("larger than 65535 bytes", "the metadata would not fit into a JPEG segment (64 KB)"),
 )
 
 
-def _cause(exc: BaseException) -> str:
-    """exiv2's reason, prefixed with the damaged part when it names one."""
+def _cause(exc: BaseException, stale: str = "") -> str:
+    """exiv2's reason (and what it logged before it), prefixed with the damaged part when
+    it names one."""
     text = " ".join(str(exc).split()) or type(exc).__name__
     text = text.removeprefix("Caught Exiv2 exception: ")
+    if stale and stale not in text:
+        text = f"{text}; {stale}"
     reason = next((reason for marker, reason in _EXPLAINED if marker in text), None)
     return f"{reason} (exiv2: {text})" if reason else text

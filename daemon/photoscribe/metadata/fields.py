@@ -77,13 +77,15 @@ FIELDS: dict[str, tuple[Tag, ...]] = {
         Tag("Exif.Image.ImageDescription", Kind.TEXT, SHORT_TEXT_BYTES),  # Immich reads it first
         Tag("Exif.Image.XPComment", Kind.TEXT, 2 * SHORT_TEXT_BYTES, ucs2=True),
     ),
-    # Flat keywords (leaf words), merged with the user's own.
+    # Flat keywords (each concept and its ancestors that are not parent_only, in each
+    # configured language), merged with the user's own.
     "keywords": (
         Tag("Xmp.dc.subject", Kind.BAG),
         Tag("Iptc.Application2.Keywords", Kind.REPEATED, max_bytes=64),
         Tag("Exif.Image.XPKeywords", Kind.JOINED, 2 * SHORT_TEXT_BYTES, ucs2=True),
     ),
-    # The same keywords as paths; also the user's flat keywords, else Immich (TagsList first)
+    # The concepts as paths with their parents ("animal|dog|golden retriever"); also the
+    # user's flat keywords, else Immich (TagsList first)
     # and darktable (hierarchicalSubject before dc:subject) would hide them.
     "hierarchy": (
         Tag("Xmp.lr.hierarchicalSubject", Kind.BAG, path_sep="|"),
@@ -92,6 +94,9 @@ FIELDS: dict[str, tuple[Tag, ...]] = {
     # What photoscribe wrote, so re-tagging and undo never touch the user's own values.
     "added_keywords": (_ours("addedKeywords", Kind.BAG),),
     "added_hierarchy": (_ours("addedHierarchy", Kind.BAG),),  # paths, '|'-separated
+    # The concept ids behind the added keywords (language-independent; rebuild and adoption
+    # read them back). The words themselves are in the configured language(s).
+    "added_concepts": (_ours("addedConcepts", Kind.BAG),),
     "added_description": (_ours("addedDescription", Kind.LANG_ALT, XMP_TEXT_BYTES),),
     "model": (_ours("annotationModel"),),
     "content_hash": (_ours("contentHash"),),

@@ -36,6 +36,7 @@ class KeywordState:
     paths: tuple[str, ...]  # hierarchicalSubject ∪ TagsList, as "A|B"
     ours: tuple[str, ...]  # the flat keywords photoscribe recorded that it added
     our_paths: tuple[str, ...]  # the paths photoscribe recorded that it added
+    concepts: tuple[str, ...] = ()  # the concept ids photoscribe recorded behind its words
 
 
 @dataclass(frozen=True)
@@ -54,15 +55,24 @@ def read_keywords(values: Values) -> KeywordState:
         paths=tuple(_paths(values)),
         ours=tuple(as_list(values.get(tag("added_keywords").key))),
         our_paths=tuple(as_list(values.get(tag("added_hierarchy").key))),
+        concepts=tuple(as_list(values.get(tag("added_concepts").key))),
     )
 
 
-def merge_keywords(state: KeywordState, new_words: Iterable[str], root: str) -> KeywordPlan:
+def merge_keywords(
+    state: KeywordState,
+    new_words: Iterable[str],
+    root: str,
+    new_paths: Iterable[str] | None = None,
+) -> KeywordPlan:
     """Replace photoscribe's earlier keywords by ``new_words`` (sanitised), keep the user's.
 
-    Each new word also becomes a path under ``root`` (``metadata.keyword_root``; "" = top
-    level), unless the user's paths already hold it. The user's flat words that no path of
-    theirs holds are carried into the paths as top-level entries.
+    Every earlier keyword photoscribe recorded goes, in whatever language it was written:
+    switching ``language`` replaces the old forms. ``new_paths`` ("animal|dog", each part
+    a display name) go under ``root`` (``metadata.keyword_root``; "" = top level); None
+    makes each new word a top-level path. A path whose last part the user's paths already
+    hold is left out, as is a path of a flat word the user has. The user's flat words that
+    no path of theirs holds are carried into the paths as top-level entries.
     """
     user = _without(state.flat, state.ours)
     user_keys = {keyword_key(word) for word in user}
@@ -71,15 +81,25 @@ def merge_keywords(state: KeywordState, new_words: Iterable[str], root: str) -> 
     in_paths = {keyword_key(part) for path in user_paths for part in path_parts(path)}
     carried = [path_part(word) for word in user if keyword_key(word) not in in_paths]
     prefix = root_parts(root)
+    if new_paths is None:
+        chains, skip = [[path_part(word)] for word in added], in_paths
+    else:  # the user's own flat word is carried into the paths already (above)
+        chains, skip = _chains(new_paths), in_paths | user_keys
     ours = [
-        PATH_SEPARATOR.join([*prefix, path_part(word)])
-        for word in added
-        if keyword_key(word) not in in_paths
+        PATH_SEPARATOR.join([*prefix, *chain])
+        for chain in chains
+        if chain and keyword_key(chain[-1]) not in skip
     ]
     added_paths = _without(dedupe([*carried, *ours]), user_paths)
     return KeywordPlan(
         flat=user + added, added=added, paths=user_paths + added_paths, added_paths=added_paths
     )
+
+
+def _chains(paths: Iterable[str]) -> list[list[str]]:
+    """Each path as its parts, each part cleaned as a path part."""
+    chains = ([path_part(part) for part in path.split(PATH_SEPARATOR)] for path in paths)
+    return [chain for chain in chains if all(chain)]
 
 
 def as_list(raw: Value | None) -> list[str]:

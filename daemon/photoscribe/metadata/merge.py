@@ -48,6 +48,7 @@ class Existing:
     our_description: str | None  # the description photoscribe recorded that it wrote
     hierarchy: tuple[str, ...] = ()  # lr:hierarchicalSubject ∪ digiKam TagsList, "A|B"
     our_hierarchy: tuple[str, ...] = ()  # the paths photoscribe recorded that it added
+    concepts: tuple[str, ...] = ()  # the concept ids photoscribe recorded behind its words
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ def existing_from(values: Values) -> Existing:
         our_description=_as_text(tag("added_description"), values),
         hierarchy=state.paths,
         our_hierarchy=state.our_paths,
+        concepts=state.concepts,
     )
 
 
@@ -84,12 +86,13 @@ def plan(
 
     ``exif_required``: tags to add when photoscribe creates the EXIF block itself.
     """
-    words = merge_keywords(read_keywords(values), ann.keywords, options.keyword_root)
+    words = merge_keywords(read_keywords(values), ann.keywords, options.keyword_root, ann.paths)
     fields: dict[str, FieldValue] = {
         "keywords": words.flat,
         "hierarchy": words.paths,
         "added_keywords": words.added,
         "added_hierarchy": words.added_paths,
+        "added_concepts": list(ann.concepts),
         "model": ann.model,
         "content_hash": ann.content_hash,
     }

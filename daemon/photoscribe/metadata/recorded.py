@@ -29,6 +29,7 @@ class Recorded:
     keywords: tuple[str, ...]  # every flat keyword the file holds (the user's and ours)
     added_keywords: tuple[str, ...]  # those photoscribe recorded that it added
     description: str | None  # the description photoscribe recorded that it wrote
+    concepts: tuple[str, ...] = ()  # the concept ids behind added_keywords (any language)
 
 
 def read_recorded(path: Path, data: bytes) -> Recorded | None:
@@ -66,4 +67,5 @@ def _from_bytes(data: bytes, where: str, *, sidecar: bool) -> Recorded | None:
         keywords=existing.keywords,
         added_keywords=existing.ours,
         description=existing.our_description,
+        concepts=existing.concepts,
     )

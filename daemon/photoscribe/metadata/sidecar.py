@@ -10,6 +10,7 @@ meanwhile. The photo itself is only read.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from photoscribe.fsutil import (
     fsync_dir,
     stat_or_none,
     write_all,
+    write_error,
 )
 from photoscribe.metadata import backend
 from photoscribe.metadata.merge import existing_from, plan
@@ -114,7 +116,7 @@ def _merge_into(
     where = display(target)
     stat, data = _read_sidecar(target)
     if own_description:  # the photo carries a description of its own: keep it
-        ann = Annotation(ann.keywords, None, ann.model, ann.content_hash)
+        ann = dataclasses.replace(ann, description=None)
     with backend.opened(data, where, sidecar=True) as doc:
         snapshot = doc.snapshot()
         result = plan(
@@ -159,7 +161,7 @@ def _store(target: Path, data: bytes, stat: FileStat | None) -> None:
         else:
             _create(target, data)
     except OSError as exc:
-        raise MetadataError(f"cannot write {display(target)}: {exc.strerror or exc}") from exc
+        raise MetadataError(write_error(target, exc)) from exc
 
 
 def _create(target: Path, data: bytes) -> None:

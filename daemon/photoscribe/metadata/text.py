@@ -9,12 +9,14 @@ from collections.abc import Iterable
 from photoscribe.metadata.fields import PATH_SEPARATOR, XP_SEPARATOR, Tag
 
 _SPACES = re.compile(r"[ ]{2,}")
+_DROPPED = ("Cc", "Cs")  # control characters, lone surrogates
 
 
 def sanitize_keyword(text: str) -> str | None:
-    """Trim, drop control characters and ASCII commas (darktable splits on them), squeeze
+    """Trim, drop control characters, lone surrogates (a JSON reply may hold "\\ud800";
+    no file can store one) and ASCII commas (darktable splits on them), squeeze
     whitespace; None when nothing is left."""
-    chars = (" " if ch == "," or unicodedata.category(ch) == "Cc" else ch for ch in text)
+    chars = (" " if ch == "," or unicodedata.category(ch) in _DROPPED else ch for ch in text)
     return " ".join("".join(chars).split()) or None
 
 
@@ -35,11 +37,12 @@ def dedupe(words: Iterable[str]) -> list[str]:
 
 
 def clean_description(text: str | None) -> str | None:
-    """Strip, normalise line ends, drop control characters other than newline and tab."""
+    """Strip, normalise line ends, drop control characters other than newline and tab, and
+    lone surrogates."""
     if text is None:
         return None
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    kept = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch) != "Cc")
+    kept = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch) not in _DROPPED)
     return kept.strip() or None
 
 

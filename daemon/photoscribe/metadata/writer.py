@@ -11,10 +11,11 @@ import photoscribe
 from photoscribe.config import MetadataConfig
 from photoscribe.contenthash import content_hash, sniff_format
 from photoscribe.errors import DecodeError, MetadataError, PhotoChangedError
-from photoscribe.fsutil import atomic_replace, display, file_stat, read_photo
+from photoscribe.fsutil import atomic_replace, display, file_stat, read_photo, write_error
 from photoscribe.metadata import backend, webp
-from photoscribe.metadata.fields import EXIF_IFD0_REQUIRED, WRITABLE_SCHEMAS
+from photoscribe.metadata.fields import EXIF_IFD0_REQUIRED, WRITABLE_SCHEMAS, tag
 from photoscribe.metadata.merge import Existing, Plan, exif_can_move, existing_from, plan
+from photoscribe.metadata.packets import tiff_ifd0_sound, xmp_packets
 from photoscribe.records import Annotation, FileStat, WriteOutcome
 
 FORMAT_NAMES = {"heif": "HEIF/AVIF"}
@@ -72,14 +73,16 @@ def write_annotation(
             )
         new_data = photo.rewrite(result.changes)
     _check_pixels_kept(new_data, expected_hash, where)
+    _check_one_packet(new_data, fmt, where)
     changes = written_changes(snapshot.values, new_data, result.changes, where)
+    _check_stored(changes, result.changes, where)
     changes.update(webp.layout_change(data, new_data))  # undo gives a simple WebP back
     if journal is not None:
         journal(path, changes)
     try:
         stat = atomic_replace(path, new_data, before, keep_mtime=config.keep_mtime)
     except OSError as exc:
-        raise MetadataError(f"cannot write {where}: {exc.strerror or exc}") from exc
+        raise MetadataError(write_error(path, exc)) from exc
     return outcome(result, changed=True, stat=stat, changes=((path, changes),))
 
 
@@ -142,6 +145,32 @@ def _check_pixels_kept(new_data: bytes, expected_hash: str, where: str) -> None:
         raise MetadataError(f"{where}: writing metadata would damage the image: {exc}") from exc
     if digest != expected_hash:
         raise MetadataError(f"{where}: writing metadata would change the image data; not writing")
+
+
+def _check_one_packet(new_data: bytes, fmt: str, where: str) -> None:
+    if fmt == "tiff" and not tiff_ifd0_sound(new_data):
+        raise MetadataError(
+            f"{where}: its TIFF directory holds an entry of no valid type, so other programs "
+            "would not read the metadata; not writing (use sidecars: metadata.mode: sidecar)"
+        )
+    if xmp_packets(new_data, fmt) > 1:
+        raise MetadataError(
+            f"{where} holds a second (or damaged) XMP packet, and programs disagree about "
+            "which one counts; not writing (remove the extra packet with your photo tool, or "
+            "use sidecars: metadata.mode: sidecar)"
+        )
+
+
+def _check_stored(changes: Mapping[str, Change], wanted: Mapping[str, Any], where: str) -> None:
+    """photoscribe's record reads back from the new bytes (exiv2 may "succeed" without
+    storing anything in a file whose structure it does not follow, e.g. a PNG without IHDR)."""
+    for name in ("content_hash", "model"):
+        key = tag(name).key
+        if key in wanted and changes[key][1] != wanted[key]:
+            raise MetadataError(
+                f"{where}: its structure is damaged, so the metadata would not be stored; "
+                "not writing"
+            )
 
 
 def provenance() -> dict[str, str]:

@@ -116,7 +116,62 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
         WHERE state = 'failed';
         """,
     ),
+    ("0005_search", "python:search_index"),
 )
+
+
+def _search_index(conn: sqlite3.Connection) -> None:
+    """0005_search: date taken, camera and place columns (filters); a full-text table of
+    Chinese-segmented captions, keywords, folder/file names, camera and place, rebuilt
+    from the rows already indexed; and a counter bumped by every change that can move
+    an embedding, so a search's embedding cache sees in one read whether it is current."""
+    from photoscribe.store import fulltext
+
+    for statement in _statements(
+        """
+        ALTER TABLE photos ADD COLUMN date_taken TEXT;  -- EXIF date taken, 'YYYY-MM-DDTHH:MM'
+        ALTER TABLE photos ADD COLUMN camera TEXT;      -- EXIF make and model
+        ALTER TABLE photos ADD COLUMN place TEXT;       -- place name from IPTC/XMP
+        CREATE INDEX photos_taken ON photos(date_taken);
+        CREATE INDEX photos_updated ON photos(updated_at);
+        DROP TRIGGER photos_ai;
+        DROP TRIGGER photos_ad;
+        DROP TRIGGER photos_au;
+        DROP TABLE photos_fts;
+        CREATE VIRTUAL TABLE photos_fts USING fts5(
+            caption, keywords, names, camera, place,
+            tokenize='unicode61 remove_diacritics 2'
+        );
+        CREATE TRIGGER photos_fts_ad AFTER DELETE ON photos BEGIN
+            DELETE FROM photos_fts WHERE rowid = old.id;
+        END;
+        CREATE TABLE search_generation (id INTEGER PRIMARY KEY CHECK (id = 1), n INTEGER);
+        INSERT INTO search_generation VALUES (1, 0);
+        CREATE TRIGGER photos_gen_ai AFTER INSERT ON photos BEGIN
+            UPDATE search_generation SET n = n + 1;
+        END;
+        CREATE TRIGGER photos_gen_ad AFTER DELETE ON photos BEGIN
+            UPDATE search_generation SET n = n + 1;
+        END;
+        CREATE TRIGGER photos_gen_au AFTER UPDATE OF embedding, model, state, path ON photos
+        BEGIN
+            UPDATE search_generation SET n = n + 1;
+        END;
+        -- Ids of deleted photos, so a copy of the embeddings can drop exactly those.
+        CREATE TABLE search_removed (seq INTEGER PRIMARY KEY, id INTEGER NOT NULL);
+        CREATE TRIGGER photos_removed_ad AFTER DELETE ON photos BEGIN
+            INSERT INTO search_removed (id) VALUES (old.id);
+        END;
+        -- Counting the searchable embeddings of a model without reading every row.
+        CREATE INDEX photos_embedded ON photos(model, id)
+            WHERE embedding IS NOT NULL AND state IN ('done', 'needs_caption');
+        """
+    ):
+        conn.execute(statement)
+    fulltext.refresh(conn, "1")
+
+
+PYTHON_MIGRATIONS = {"search_index": _search_index}
 
 
 def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
@@ -212,8 +267,11 @@ def migrate(conn: sqlite3.Connection) -> None:
             continue
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for statement in _statements(sql):
-                conn.execute(statement)
+            if sql.startswith("python:"):
+                PYTHON_MIGRATIONS[sql.removeprefix("python:")](conn)
+            else:
+                for statement in _statements(sql):
+                    conn.execute(statement)
             conn.execute("INSERT INTO migrations VALUES (?, ?)", (name, time.time()))
             conn.execute("COMMIT")
         except BaseException:

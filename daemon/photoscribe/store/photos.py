@@ -12,15 +12,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from photoscribe.records import FileStat, Keyword, State, Tagging
+from photoscribe.store import fulltext
 from photoscribe.store.db import open_error
 from photoscribe.store.paths import from_db, to_db
 
 COLUMNS = (
     "id, path, size, mtime_ns, content_hash, state, model, keywords, caption, error, "
-    "attempts, updated_at, failure"
+    "attempts, updated_at, failure, date_taken, camera, place"
 )
 TRANSIENT = "transient"  # photos.failure: may pass by itself; tried again
 PERMANENT = "permanent"  # photos.failure: stays until the file changes
+SEARCHABLE = "'done', 'needs_caption'"  # states search lists
+BM25_WEIGHTS = "1.0, 2.0, 1.0, 1.0, 1.0"  # caption, keywords, names, camera, place
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,9 @@ class PhotoRow:
     attempts: int
     updated_at: float
     failure: str | None = None  # TRANSIENT or PERMANENT when state is FAILED
+    date_taken: str | None = None  # EXIF date taken, 'YYYY-MM-DDTHH:MM'
+    camera: str | None = None
+    place: str | None = None
 
     @property
     def transient(self) -> bool:
@@ -63,7 +69,19 @@ def _row(r: sqlite3.Row) -> PhotoRow:
         attempts=r["attempts"],
         updated_at=r["updated_at"],
         failure=r["failure"],
+        date_taken=r["date_taken"],
+        camera=r["camera"],
+        place=r["place"],
     )
+
+
+@dataclass(frozen=True)
+class PhotoFacts:
+    """What a photo's own metadata says, kept for search filters (all optional)."""
+
+    date_taken: str | None = None  # 'YYYY-MM-DDTHH:MM'
+    camera: str | None = None
+    place: str | None = None
 
 
 def keywords_json(keywords: Iterable[Keyword]) -> str:
@@ -161,7 +179,10 @@ class PhotoStore:
 
     def save_embedding(self, row_id: int, embedding: bytes) -> None:
         with self._write() as c:
-            c.execute("UPDATE photos SET embedding = ? WHERE id = ?", (embedding, row_id))
+            c.execute(
+                "UPDATE photos SET embedding = ?, updated_at = ? WHERE id = ?",
+                (embedding, time.time(), row_id),
+            )
 
     def needing_caption(self, model: str | None = None) -> list[PhotoRow]:
         """Photos with keywords but no caption yet (of ``model``, or of any model)."""
@@ -211,26 +232,124 @@ class PhotoStore:
             ).fetchall()
         return [r[0] for r in rows], b"".join(r[1] for r in rows), len(rows)
 
-    def full_text(self, match: str, limit: int) -> list[int]:
-        """Photo ids whose caption/keywords match an FTS5 expression, best first."""
+    def full_text(
+        self,
+        match: str,
+        limit: int,
+        *,
+        exclude: str | None = None,
+        where: str = "1",
+        params: tuple = (),
+    ) -> list[int]:
+        """Described photos whose text matches an FTS5 expression and not ``exclude``,
+        within the photos condition ``where``, best first (bm25; keywords weigh most)."""
+        sql = "SELECT photos_fts.rowid FROM photos_fts "
+        if where != "1":  # only filters need the photos table
+            sql += "JOIN photos ON photos.id = photos_fts.rowid "
+        sql += f"WHERE photos_fts MATCH ? AND ({where})"
+        args: tuple = (match, *params)
+        if exclude:
+            sql += (
+                " AND photos_fts.rowid NOT IN "
+                "(SELECT rowid FROM photos_fts WHERE photos_fts MATCH ?)"
+            )
+            args += (exclude,)
+        sql += f" ORDER BY bm25(photos_fts, {BM25_WEIGHTS}) LIMIT ?"
         with self._lock:
-            rows = self._conn.execute(
-                "SELECT rowid FROM photos_fts WHERE photos_fts MATCH ? "
-                "ORDER BY bm25(photos_fts) LIMIT ?",
-                (match, limit),
-            ).fetchall()
-        return [r[0] for r in rows]
+            return [r[0] for r in self._conn.execute(sql, (*args, limit)).fetchall()]
 
-    def substring(self, text: str, limit: int) -> list[int]:
-        """Photo ids whose caption/keywords contain ``text`` (for scripts FTS can't split)."""
-        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    def text_exists(self, match: str) -> bool:
+        """Whether any photo's text matches an FTS5 expression."""
+        sql = "SELECT 1 FROM photos_fts WHERE photos_fts MATCH ? LIMIT 1"
+        with self._lock:
+            return self._conn.execute(sql, (match,)).fetchone() is not None
+
+    def matching(self, match: str, ids: Iterable[int]) -> set[int]:
+        """Those of ``ids`` whose text matches an FTS5 expression."""
+        ids = list(ids)
+        if not ids:
+            return set()
+        marks = ",".join("?" * len(ids))
+        sql = f"SELECT rowid FROM photos_fts WHERE photos_fts MATCH ? AND rowid IN ({marks})"
+        with self._lock:
+            return {r[0] for r in self._conn.execute(sql, (match, *ids)).fetchall()}
+
+    def filtered_ids(self, where: str, params: tuple = ()) -> list[int]:
+        """Ids of the described photos meeting the photos condition ``where``."""
+        sql = f"SELECT id FROM photos WHERE state IN ({SEARCHABLE}) AND ({where}) ORDER BY id"
+        with self._lock:
+            return [r[0] for r in self._conn.execute(sql, params).fetchall()]
+
+    def newest(
+        self, limit: int, *, exclude: str | None = None, where: str = "1", params: tuple = ()
+    ) -> list[int]:
+        """Described photos meeting ``where`` (and not matching ``exclude``), newest taken
+        first: what a search of filters alone lists."""
+        sql = f"SELECT id FROM photos WHERE state IN ({SEARCHABLE}) AND ({where})"
+        args: tuple = params
+        if exclude:
+            sql += " AND id NOT IN (SELECT rowid FROM photos_fts WHERE photos_fts MATCH ?)"
+            args += (exclude,)
+        sql += " ORDER BY date_taken IS NULL, date_taken DESC, id DESC LIMIT ?"
+        with self._lock:
+            return [r[0] for r in self._conn.execute(sql, (*args, limit)).fetchall()]
+
+    def search_generation(self) -> int:
+        """Bumped by every change that can add, drop or change a photo's embedding."""
+        with self._lock:
+            return self._conn.execute("SELECT n FROM search_generation").fetchone()[0]
+
+    def changed_since(self, updated_at: float) -> list[sqlite3.Row]:
+        """(id, model, embedding, state, updated_at) of the photos changed after
+        ``updated_at``, for keeping a copy of the embeddings in step."""
+        with self._lock:
+            return self._conn.execute(
+                "SELECT id, model, embedding, state, updated_at FROM photos "
+                "WHERE updated_at > ? ORDER BY id",
+                (updated_at,),
+            ).fetchall()
+
+    def removed_since(self, seq: int) -> tuple[list[int], int]:
+        """Ids of the photos deleted after ``seq`` in the removal log, and the last seq."""
         with self._lock:
             rows = self._conn.execute(
-                "SELECT id FROM photos WHERE caption LIKE ?1 ESCAPE '\\' "
-                "OR keywords_text LIKE ?1 ESCAPE '\\' ORDER BY id LIMIT ?2",
-                (pattern, limit),
+                "SELECT seq, id FROM search_removed WHERE seq > ? ORDER BY seq", (seq,)
             ).fetchall()
-        return [r[0] for r in rows]
+        return [r[1] for r in rows], (rows[-1][0] if rows else seq)
+
+    def searchable_embeddings(self, model: str) -> int:
+        """How many photos search can find by ``model``'s embeddings (an index count)."""
+        with self._lock:
+            return self._conn.execute(
+                f"SELECT count(*) FROM photos WHERE model = ? AND embedding IS NOT NULL "
+                f"AND state IN ({SEARCHABLE})",
+                (model,),
+            ).fetchone()[0]
+
+    def embeddings_by_id(self, ids: Iterable[int]) -> dict[int, bytes]:
+        ids = list(ids)
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        sql = f"SELECT id, embedding FROM photos WHERE id IN ({marks}) AND embedding IS NOT NULL"
+        with self._lock:
+            return {r[0]: bytes(r[1]) for r in self._conn.execute(sql, tuple(ids)).fetchall()}
+
+    def all_embeddings(self, model: str, batch: int = 50_000) -> Iterator[list[sqlite3.Row]]:
+        """Every searchable (id, embedding, updated_at) of ``model``, in id order, in batches."""
+        after = 0
+        while True:
+            with self._lock:
+                rows = self._conn.execute(
+                    "SELECT id, embedding, updated_at FROM photos WHERE model = ? "
+                    f"AND embedding IS NOT NULL AND state IN ({SEARCHABLE}) AND id > ? "
+                    "ORDER BY id LIMIT ?",
+                    (model, after, batch),
+                ).fetchall()
+            if not rows:
+                return
+            yield rows
+            after = rows[-1][0]
 
     # -- writes --------------------------------------------------------------
     def save_tagged(
@@ -240,9 +359,13 @@ class PhotoStore:
         content_hash: str,
         tagging: Tagging,
         caption: str | None,
+        facts: PhotoFacts | None = None,
+        keywords_text: str | None = None,
     ) -> None:
+        """``keywords_text``: what full-text search finds the keywords by (their names in
+        every language, from keywording.Wording.search_text); default: the labels."""
         state = State.DONE if caption else State.NEEDS_CAPTION
-        labels = " ".join(k.label for k in tagging.keywords)
+        labels = keywords_text or " ".join(k.label for k in tagging.keywords)
         now = time.time()
         with self._write() as c:
             c.execute(
@@ -270,6 +393,12 @@ class PhotoStore:
                     now,
                 ),
             )
+            if facts is not None:
+                c.execute(
+                    "UPDATE photos SET date_taken = ?, camera = ?, place = ? WHERE path = ?",
+                    (facts.date_taken, facts.camera, facts.place, to_db(path)),
+                )
+            fulltext.refresh(c, "path = ?", (to_db(path),))
 
     def save_caption(self, row_id: int, caption: str, stat: FileStat | None) -> None:
         with self._write() as c:
@@ -279,6 +408,7 @@ class PhotoStore:
                 "WHERE id = ?",
                 (caption, *_stat_cols(stat), time.time(), row_id),
             )
+            fulltext.refresh(c, "id = ?", (row_id,))
 
     def note_caption_problem(self, row_id: int, reason: str) -> None:
         with self._write() as c:
@@ -306,6 +436,7 @@ class PhotoStore:
                        updated_at=excluded.updated_at, failure=excluded.failure""",
                 (to_db(path), *_stat_cols(stat), reason, now, now, kind),
             )
+            fulltext.refresh(c, "path = ?", (to_db(path),))
 
     def mark_undone(self, path: Path, stat: FileStat | None) -> None:
         """photoscribe's metadata was taken out of the photo: forget keywords and caption,
@@ -318,6 +449,7 @@ class PhotoStore:
                 "mtime_ns = coalesce(?, mtime_ns), updated_at = ? WHERE path = ?",
                 (*_stat_cols(stat), time.time(), to_db(path)),
             )
+            fulltext.refresh(c, "path = ?", (to_db(path),))
 
     def touch(self, row_id: int, stat: FileStat) -> None:
         """The file's bytes changed but not its pixels (e.g. another tool edited tags)."""
@@ -340,6 +472,25 @@ class PhotoStore:
                 "UPDATE photos SET path = ?, size = ?, mtime_ns = ?, updated_at = ? WHERE id = ?",
                 (to_db(new_path), *_stat_cols(stat), time.time(), row_id),
             )
+            fulltext.refresh(c, "id = ?", (row_id,))
+
+    def save_facts(self, row_id: int, facts: PhotoFacts) -> None:
+        """Date taken, camera and place of an indexed photo (e.g. a backfill)."""
+        with self._write() as c:
+            c.execute(
+                "UPDATE photos SET date_taken = ?, camera = ?, place = ? WHERE id = ?",
+                (facts.date_taken, facts.camera, facts.place, row_id),
+            )
+            fulltext.refresh(c, "id = ?", (row_id,))
+
+    def missing_facts(self, after_id: int = 0, limit: int = 1000) -> list[PhotoRow]:
+        """Described photos after ``after_id`` with no date taken, camera or place (for a
+        backfill; page on by the last id)."""
+        return self._many(
+            f"SELECT {COLUMNS} FROM photos WHERE id > ? AND state IN ({SEARCHABLE}) "
+            "AND date_taken IS NULL AND camera IS NULL AND place IS NULL ORDER BY id LIMIT ?",
+            (after_id, limit),
+        )
 
 
 def _stat_cols(stat: FileStat | None) -> tuple[int | None, int | None]:

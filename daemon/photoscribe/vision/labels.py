@@ -1,4 +1,7 @@
-"""The label vocabulary and its text embeddings, cached on disk per model + labels."""
+"""Text embeddings of the vocabulary's prompts, cached on disk per model + labels.
+
+(The vocabulary itself is loaded by photoscribe.vision.vocabulary.)
+"""
 
 from __future__ import annotations
 
@@ -7,75 +10,12 @@ import json
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
-from photoscribe.config import TaggingConfig
-from photoscribe.errors import ConfigError
-
 log = logging.getLogger(__name__)
 TEXT_BATCH = 256
-
-
-def read_label_lines(text: str) -> list[str]:
-    labels = []
-    for line in text.splitlines():
-        label = line.split("#", 1)[0].strip()
-        if label:
-            labels.append(label)
-    return labels
-
-
-@dataclass(frozen=True)
-class FlatConcept:
-    """A concept of a plain label list: the label is its id, its prompt and its name."""
-
-    id: str
-    prompts: tuple[str, ...]
-    parents: tuple[str, ...] = ()
-    threshold: float | None = None
-    group: str | None = None
-    parent_only: bool = False
-
-
-class FlatVocabulary:
-    """A plain label list (``tagging.labels_file``) seen as a vocabulary without hierarchy."""
-
-    def __init__(self, labels: Sequence[str]) -> None:
-        self.concepts = tuple(FlatConcept(label, (label,)) for label in labels)
-
-    def __len__(self) -> int:
-        return len(self.concepts)
-
-    def taggable(self) -> tuple[FlatConcept, ...]:
-        return self.concepts
-
-    def ancestors(self, concept_id: str) -> tuple[str, ...]:
-        return ()
-
-    def lookup(self, text: str) -> list[str]:
-        key = text.strip().casefold()
-        return [c.id for c in self.concepts if c.id.casefold() == key]
-
-
-def load_vocabulary(cfg: TaggingConfig) -> list[str]:
-    """Labels from the configured file (or the built-in list) plus extra_labels, deduped."""
-    if cfg.labels_file:
-        try:
-            text = cfg.labels_file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot read tagging.labels_file {cfg.labels_file}: {exc}") from exc
-    else:
-        text = resources.files("photoscribe").joinpath("data/labels.txt").read_text("utf-8")
-    seen: dict[str, str] = {}
-    for label in [*read_label_lines(text), *cfg.extra_labels]:
-        seen.setdefault(label.casefold(), label.strip())
-    if not seen:
-        raise ConfigError("the label vocabulary is empty; add labels to tagging.labels_file")
-    return list(seen.values())
 
 
 def cache_key(model_id: str, labels: Sequence[str], templates: Sequence[str]) -> str:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import io
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from photoscribe.errors import DecodeError
+from photoscribe.limits import MAX_IMAGE_PIXELS, too_many_pixels
 
-Image.MAX_IMAGE_PIXELS = 200_000_000  # refuse decompression bombs beyond ~200 MP
+Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS  # refuse decompression bombs (limits.py)
 MIN_PREVIEW_SIDE = 160  # a RAW's embedded JPEG smaller than this is too small to tag
 PICTURE_FRAMES = (0xC0, 0xC1, 0xC2)  # SOF0-2: baseline, extended, progressive DCT (Huffman)
 HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")
@@ -41,8 +43,8 @@ def decode(data: bytes, min_side: int, *, raw: bool = False) -> Image.Image:
     except UnidentifiedImageError as exc:
         raise DecodeError("not an image file (unknown or unsupported format)") from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise DecodeError(f"image is too large to decode safely: {exc}") from exc
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise DecodeError(too_many_pixels(exc)) from exc
+    except (OSError, SyntaxError, ValueError, EOFError, RuntimeError) as exc:  # libheif: Runtime
         raise DecodeError(f"the image data is damaged or truncated ({exc})") from exc
 
 
@@ -130,5 +132,71 @@ def _high_depth_to_rgb(img: Image.Image) -> Image.Image:
 
 
 def prepare(data: bytes, preprocess: Any, min_side: int, *, raw: bool = False) -> Any:
-    """Decode and apply the model's own preprocessing; runs in a worker thread."""
+    """Decode and apply the model's own preprocessing, all in this process."""
     return preprocess(decode(data, min_side, raw=raw))
+
+
+# -- decoding in a worker process, the tensor made in the model's ----------------------------
+RESAMPLE = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "box": Image.Resampling.BOX,
+    "hamming": Image.Resampling.HAMMING,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+
+
+@dataclass(frozen=True)
+class PixelPlan:
+    """The model's resize and centre crop, done where the photo is decoded (with PIL, as
+    torchvision does for PIL images), so that only model-sized pixels cross processes."""
+
+    short_side: int
+    crop: tuple[int, int]  # (height, width)
+    resample: int  # a PIL resampling filter
+
+
+def pixel_plan(preprocess: Any) -> PixelPlan | None:
+    """The plan for a torchvision ``Compose`` that starts Resize(int) → CenterCrop, as
+    OpenCLIP's do; None for any other (the worker then sends the decoded image whole)."""
+    steps = list(getattr(preprocess, "transforms", ()))
+    if len(steps) < 2 or [type(s).__name__ for s in steps[:2]] != ["Resize", "CenterCrop"]:
+        return None
+    resize, crop = steps[0], steps[1]
+    size = resize.size
+    if isinstance(size, (list, tuple)):
+        if len(size) != 1:
+            return None
+        size = size[0]
+    mode = getattr(resize.interpolation, "value", resize.interpolation)
+    if getattr(resize, "max_size", None) is not None or mode not in RESAMPLE:
+        return None
+    height, width = (tuple(crop.size) * 2)[:2]
+    return PixelPlan(int(size), (int(height), int(width)), RESAMPLE[mode])
+
+
+def shrink(image: Image.Image, plan: PixelPlan | None) -> Any:
+    """``image`` resized so that its short side is ``plan.short_side`` (computed as
+    torchvision's Resize does), then centre-cropped: uint8 RGB pixels (numpy)."""
+    import numpy as np
+
+    if plan is not None:
+        width, height = image.size
+        short, long = sorted((width, height))
+        new_long = int(plan.short_side * long / short)
+        size = (plan.short_side, new_long) if width <= height else (new_long, plan.short_side)
+        if size != image.size:
+            image = image.resize(size, plan.resample)
+        crop_h, crop_w = plan.crop
+        if crop_h <= size[1] and crop_w <= size[0]:
+            top = round((size[1] - crop_h) / 2.0)
+            left = round((size[0] - crop_w) / 2.0)
+            image = image.crop((left, top, left + crop_w, top + crop_h))
+    return np.asarray(_to_rgb(image), dtype=np.uint8)
+
+
+def tensor_from(pixels: Any, preprocess: Any) -> Any:
+    """The model's input from pixels made by ``shrink`` (its resize and crop are then
+    no-ops, so the tensor equals ``preprocess`` of the full image)."""
+    return preprocess(Image.fromarray(pixels))

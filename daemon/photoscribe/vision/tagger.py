@@ -13,13 +13,9 @@ from photoscribe.config import TaggingConfig
 from photoscribe.records import Keyword, Tagging
 from photoscribe.vision.calibrate import read_thresholds
 from photoscribe.vision.decide import ConceptTable, Rule, decide, softmax_rule
-from photoscribe.vision.labels import (
-    FlatVocabulary,
-    concept_embeddings,
-    encode_text_short,
-    load_vocabulary,
-)
+from photoscribe.vision.labels import concept_embeddings, encode_text_short
 from photoscribe.vision.model import ClipModel
+from photoscribe.vision.vocabulary import vocabulary_for
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +81,7 @@ class Tagger:
     ) -> None:
         self.encoder = encoder
         self.cfg = cfg
-        self.vocabulary = vocabulary or FlatVocabulary(load_vocabulary(cfg))
+        self.vocabulary = vocabulary or vocabulary_for(cfg)
         self.concepts = tuple(self.vocabulary.taggable())
         self.labels = [c.id for c in self.concepts]
         fitted = read_thresholds(cfg.thresholds_file) if cfg.thresholds_file else {}

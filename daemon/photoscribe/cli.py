@@ -560,6 +560,12 @@ def _short(value, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def cmd_labels_calibrate(config: Config, args: argparse.Namespace) -> int:
+    from photoscribe.vision.calibrate import cmd_calibrate
+
+    return cmd_calibrate(config, args)
+
+
 def cmd_doctor(config: Config, args: argparse.Namespace) -> int:
     import dataclasses
 
@@ -614,6 +620,20 @@ def add_vocabulary_commands(sub) -> None:
     listing.add_argument("--language", choices=("en", "zh"), help="names in this language")
     listing.add_argument("--json", action="store_true", help="machine-readable output")
     listing.set_defaults(func=cmd_labels_list)
+    calibrate = actions.add_parser(
+        "calibrate",
+        help="fit per-concept thresholds on photos you already keyworded",
+        description="Reads the keywords you put on the photos under FOLDER (IPTC/XMP, English "
+        "or Chinese names and aliases), fits each concept's threshold on those photos and "
+        "writes them to a file for tagging.thresholds_file.",
+    )
+    calibrate.add_argument("folder", type=Path, metavar="FOLDER")
+    calibrate.add_argument(
+        "--output",
+        type=Path,
+        help="the thresholds file (default: tagging.thresholds_file, else CACHE/thresholds.tsv)",
+    )
+    calibrate.set_defaults(func=cmd_labels_calibrate)
 
     relabel = sub.add_parser(
         "relabel",

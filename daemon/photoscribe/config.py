@@ -66,7 +66,18 @@ class TaggingConfig:
     disable: tuple[str, ...] = ()  # concept ids never tagged
     templates: tuple[str, ...] = DEFAULT_TEMPLATES
     top_k: int = 8
-    min_score: float = 0.05  # softmax probability over the vocabulary
+    # How keywords are chosen: threshold = each concept on its own cosine similarity (the
+    # multi-label rule of vision/decide.py); softmax = the old rule (a softmax over the whole
+    # vocabulary cut at min_score, which tags less as the vocabulary grows); auto = softmax
+    # when an old config still sets min_score, else threshold.
+    rule: Literal["auto", "threshold", "softmax"] = "auto"
+    min_score: float | None = None  # softmax rule only: probability cut (old default 0.05)
+    threshold: float = 0.25  # cosine a concept needs when it has no threshold of its own
+    thresholds_file: Path | None = None  # per-concept thresholds (photoscribe labels calibrate)
+    # Scenery words close to every picture; a concept must beat the best of them by margin.
+    background_prompts: tuple[str, ...] = ("a photo.", "a picture.", "an image.")
+    background_margin: float = 0.0
+    fallback: float = 0.05  # nothing passed: keep the best concept if this close to passing
 
 
 @dataclass(frozen=True)
@@ -375,7 +386,12 @@ def validate(config: Config) -> Config:
     checks = [
         (config.model.batch_size >= 1, "model.batch_size must be at least 1"),
         (config.tagging.top_k >= 1, "tagging.top_k must be at least 1"),
-        (0 <= config.tagging.min_score <= 1, "tagging.min_score must be between 0 and 1"),
+        (
+            config.tagging.min_score is None or 0 <= config.tagging.min_score <= 1,
+            "tagging.min_score must be between 0 and 1",
+        ),
+        (-1 <= config.tagging.threshold <= 1, "tagging.threshold is a cosine, -1 to 1"),
+        (config.tagging.fallback >= 0, "tagging.fallback must not be negative"),
         (config.llm.concurrency >= 1, "llm.concurrency must be at least 1"),
         (config.llm.timeout > 0, "llm.timeout must be positive"),
         (config.llm.cooldown > 0, "llm.cooldown must be positive"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -10,9 +11,13 @@ import numpy as np
 
 from photoscribe.config import TaggingConfig
 from photoscribe.records import Keyword, Tagging
-from photoscribe.vision.labels import label_embeddings
+from photoscribe.vision.calibrate import read_thresholds
+from photoscribe.vision.decide import ConceptTable, Rule, decide, softmax_rule
+from photoscribe.vision.labels import concept_embeddings, encode_text_short
 from photoscribe.vision.model import ClipModel
 from photoscribe.vision.vocabulary import vocabulary_for
+
+log = logging.getLogger(__name__)
 
 
 class Encoder:
@@ -24,6 +29,11 @@ class Encoder:
     @property
     def model_id(self) -> str:
         return self.model.model_id
+
+    @property
+    def cache_id(self) -> str:
+        """What text embeddings depend on: the weights and the precision they ran in."""
+        return f"{self.model_id}/{str(self.model.load()['dtype']).split('.')[-1]}"
 
     def preprocess(self) -> Any:
         return self.model.load()["preprocess"]
@@ -50,7 +60,7 @@ class Encoder:
         m = self.model.load()
         tokens = m["tokenizer"](list(texts)).to(m["device"])
         with torch.inference_mode():
-            feats = m["model"].encode_text(tokens, normalize=True)
+            feats = encode_text_short(m["model"], tokens)
         return _normalised(feats.float().cpu().numpy())
 
 
@@ -59,42 +69,89 @@ def _normalised(x: np.ndarray) -> np.ndarray:
 
 
 class Tagger:
-    """Picks keywords by softmax over cosine similarity to the label vocabulary."""
+    """Picks keywords for a batch of photos: concept prompt ensembles + the decision rule.
 
-    def __init__(self, encoder: Encoder, cfg: TaggingConfig, cache_dir: Path) -> None:
+    ``vocabulary``: anything with ``taggable()`` (concepts with id, prompts, threshold,
+    group, parent_only) and ``ancestors(id)``, e.g. ``photoscribe.vision.vocabulary``'s
+    Vocabulary; by default the configured plain label list.
+    """
+
+    def __init__(
+        self, encoder: Encoder, cfg: TaggingConfig, cache_dir: Path, vocabulary: Any = None
+    ) -> None:
         self.encoder = encoder
         self.cfg = cfg
-        self.vocabulary = vocabulary_for(cfg)
-        self.concepts = self.vocabulary.taggable()
-        self.labels = [c.prompts[0] for c in self.concepts]  # what CLIP reads
+        self.vocabulary = vocabulary or vocabulary_for(cfg)
+        self.concepts = tuple(self.vocabulary.taggable())
+        self.labels = [c.id for c in self.concepts]
+        fitted = read_thresholds(cfg.thresholds_file) if cfg.thresholds_file else {}
+        self.table = ConceptTable.build(self.concepts, self.vocabulary.ancestors, fitted)
+        self.rule = Rule(cfg.threshold, cfg.background_margin, cfg.top_k, cfg.fallback)
+        self.softmax = rule_of(cfg) == "softmax"
         self._cache_dir = cache_dir
         self._label_matrix: np.ndarray | None = None
+        self._background: np.ndarray | None = None
 
     def label_matrix(self) -> np.ndarray:
+        """(concepts × dim): each concept's prompt ensemble, cached on disk per concept."""
         if self._label_matrix is None:
-            self._label_matrix = label_embeddings(
+            self._label_matrix = concept_embeddings(
                 self.encoder.encode_texts,
-                self.encoder.model_id,
-                self.labels,
+                self.encoder.cache_id,
+                [c.prompts for c in self.concepts],
                 self.cfg.templates,
                 self._cache_dir,
             )
         return self._label_matrix
 
+    def background_matrix(self) -> np.ndarray:
+        if self._background is None:
+            self._background = (
+                concept_embeddings(
+                    self.encoder.encode_texts,
+                    self.encoder.cache_id,
+                    [(p,) for p in self.cfg.background_prompts],
+                    ("{}",),
+                    self._cache_dir,
+                )
+                if self.cfg.background_prompts
+                else np.zeros((0, 1), np.float32)
+            )
+        return self._background
+
     def tag(self, tensors: Sequence[Any]) -> list[Tagging]:
         images = self.encoder.encode_images(tensors)
-        logits = self.encoder.logit_scale() * (images @ self.label_matrix().T)
-        return [self._one(image, softmax(row)) for image, row in zip(images, logits, strict=True)]
+        return [
+            self._tagging(image, picks)
+            for image, picks in zip(images, self.decide(images), strict=True)
+        ]
 
-    def _one(self, image: np.ndarray, probs: np.ndarray) -> Tagging:
-        order = np.argsort(-probs)[: self.cfg.top_k]
-        # The best label is always kept, so every photo gets at least one keyword.
-        keep = [i for rank, i in enumerate(order) if rank == 0 or probs[i] >= self.cfg.min_score]
-        keywords = tuple(Keyword(self.concepts[i].id, float(probs[i])) for i in keep)
+    def decide(self, images: np.ndarray) -> list[list[tuple[int, float]]]:
+        """Per image embedding, [(concept column, score)] strongest first."""
+        sims = images @ self.label_matrix().T
+        if self.softmax:
+            return softmax_rule(
+                sims, self.encoder.logit_scale(), self.cfg.top_k, self.cfg.min_score or 0.05
+            )
+        background = self.background_matrix()
+        bg = images @ background.T if len(background) else None
+        return decide(sims, self.table, self.rule, bg)
+
+    def _tagging(self, image: np.ndarray, picks: list[tuple[int, float]]) -> Tagging:
+        keywords = tuple(Keyword(self.labels[i], score) for i, score in picks)
         embedding = image.astype("<f2").tobytes()
         return Tagging(keywords=keywords, embedding=embedding, model=self.encoder.model_id)
 
 
-def softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x - x.max())
-    return e / e.sum()
+def rule_of(cfg: TaggingConfig) -> str:
+    """The rule in force: ``auto`` means softmax only while an old config sets min_score."""
+    if cfg.rule != "auto":
+        return cfg.rule
+    if cfg.min_score is not None:
+        log.warning(
+            "tagging.min_score is set, so keywords use the old softmax rule, which tags less "
+            "as the vocabulary grows; delete min_score (or set tagging.rule: threshold) to use "
+            "per-concept thresholds"
+        )
+        return "softmax"
+    return "threshold"

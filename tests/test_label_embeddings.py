@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from photoscribe.vision.labels import concept_embeddings, encode_text_short
+from photoscribe.vision.labels import concept_embeddings, encode_text_short, fill
 
 from conftest import TINY_CLIP
 
@@ -67,7 +67,7 @@ def test_the_cache_re_embeds_only_the_concepts_that_changed(clip, tmp_path: Path
     edited = [("red",), ("circle", "a round shape"), ("sky",), ("sand",)]
     second = concept_embeddings(enc, "tiny", edited, TEMPLATES, tmp_path)
     assert sorted(enc.texts) == sorted(
-        t.format(p) for p in ("circle", "a round shape", "sand") for t in TEMPLATES
+        fill(t, p) for p in ("circle", "a round shape", "sand") for t in TEMPLATES
     )
     assert np.array_equal(second[[0, 2]], first[[0, 2]])
     assert not np.allclose(second[1], first[1])
@@ -94,3 +94,13 @@ def test_a_damaged_cache_file_is_rebuilt(clip, tmp_path: Path) -> None:
     enc.texts.clear()
     assert np.allclose(concept_embeddings(enc, "tiny", [("red",)], TEMPLATES, tmp_path), first)
     assert len(enc.texts) == len(TEMPLATES)
+
+
+def test_a_prompts_article_gives_way_to_the_templates() -> None:
+    assert fill("a photo of the {}.", "a golden retriever dog") == (
+        "a photo of the golden retriever dog."
+    )
+    assert fill("a photo of {}.", "a golden retriever dog") == "a photo of a golden retriever dog."
+    assert fill("a photo of the {}.", "An apple") == "a photo of the apple."
+    assert fill("{}", "a kite flying in the sky") == "a kite flying in the sky"
+    assert fill("a photo of the {}.", "another cat") == "a photo of the another cat."

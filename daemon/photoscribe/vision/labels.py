@@ -68,10 +68,27 @@ def concept_embeddings(
     return np.stack([cached[k] for k in keys]).astype(np.float32)
 
 
+ARTICLES = ("a ", "an ", "the ")
+
+
+def fill(template: str, prompt: str) -> str:
+    """``template`` with ``prompt`` in it; a prompt's own article gives way to the
+    template's ("a photo of the {}." + "a golden retriever dog" → "a photo of the golden
+    retriever dog.", never "the a golden retriever dog")."""
+    before = template.split("{}", 1)[0].lower()
+    lowered = prompt.lower()
+    if before.endswith(ARTICLES):
+        for article in ARTICLES:
+            if lowered.startswith(article):
+                prompt = prompt[len(article) :]
+                break
+    return template.format(prompt)
+
+
 def _ensemble(
     encode_texts, concepts: Sequence[Sequence[str]], templates: Sequence[str]
 ) -> np.ndarray:
-    texts = [t.format(p) for prompts in concepts for p in prompts for t in templates]
+    texts = [fill(t, p) for prompts in concepts for p in prompts for t in templates]
     # Similar lengths share a batch, so a batch cut to its longest text carries little padding.
     order = np.argsort([len(t) for t in texts], kind="stable")
     ordered = [texts[i] for i in order]

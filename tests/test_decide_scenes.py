@@ -87,7 +87,7 @@ def measure(world, vocabulary_size: int, **tagging) -> Scores:
 def test_the_new_rule_on_the_tiny_vocabulary(world) -> None:
     """Issue 12's targets are P >= 0.95, R >= 0.90. This fixture (500 fine-tuning steps)
     gets colours and scenery right but confuses the small shapes of 2-3-object scenes, so
-    the floor asserted here is what it reaches (notes/decide.md)."""
+    the floor asserted here is what it reaches (README, "How keywords are chosen")."""
     small = measure(world, 1)
     print(f"\nnew rule ×1: P {small.precision:.3f} R {small.recall:.3f}")
     assert small.precision >= 0.85 and small.recall >= 0.90

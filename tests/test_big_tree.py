@@ -105,3 +105,25 @@ def test_catch_up_in_batches_still_finds_every_change(
         store.close()
     assert sorted(p for p, _, _ in todo) == sorted([touched, new])
     assert [p for p, _, _ in gone] == [deleted]
+
+
+def test_a_subfolder_moved_away_is_gone_not_unavailable(tmp_path: Path) -> None:
+    """A rescan of a subfolder (after a folder move) that has since moved again or been
+    deleted drops its photos' rows: only watched folders and mount points are
+    remembered, so a vanished subfolder never reads as an unmounted drive (the soak
+    found rows kept for folders moved twice)."""
+    from photoscribe.volumes import Volumes
+
+    root = tmp_path / "photos"
+    paths = tree(root / "album", 3)  # photos/album/000/IMG_0000N.jpg
+    store = open_store(tmp_path / "index.sqlite3")
+    indexed(store, paths)
+    volumes = Volumes(store)
+    sub = root / "album" / "000"
+    todo, gone = catchup.changes([sub], store, ScanConfig(), MODEL, within=[root], volumes=volumes)
+    assert (todo, gone) == ([], [])
+    (root / "album").rename(root / "renamed")  # moved away after its rescan was asked for
+    todo, gone = catchup.changes([sub], store, ScanConfig(), MODEL, within=[root], volumes=volumes)
+    assert todo == [] and sorted(item[0] for item in gone) == sorted(paths)
+    assert volumes.holding(paths[0]) is None  # the subfolder was never remembered
+    store.close()

@@ -98,16 +98,20 @@ def catch_up(
     for root in roots:
         if _stopped(stop):
             break
-        why = volumes.absent(root)
+        # A rescan of a subfolder (after a folder move) is judged by its watched folder:
+        # a subfolder that is gone was moved or deleted, not unmounted.
+        watched = next((w for w in within if w == root or w in root.parents), root)
+        why = volumes.absent(watched)
         if why is not None:
             log.info("not scanning %s: %s; its photos stay in the index", display(root), why)
-            result.unavailable[root] = why
+            result.unavailable[watched] = why
             continue
-        result.todo += _new_or_changed(root, store, scan, model_id, stop, within, on_todo)
+        if os.path.isdir(root):
+            result.todo += _new_or_changed(root, store, scan, model_id, stop, within, on_todo)
         if _stopped(stop):  # stopping: the rest waits for the next start
             break
-        result.gone += _gone(root, store, volumes, on_gone, stop)
-        if not _stopped(stop):
+        result.gone += _gone(root, store, volumes, on_gone, stop, within)
+        if not _stopped(stop) and root == watched:  # only watched folders are remembered
             volumes.record(root)
     return result
 
@@ -160,7 +164,12 @@ def _indexed(store: PhotoStore, paths: list[Path]) -> dict[str, Indexed]:
 
 
 def _gone(
-    root: Path, store: PhotoStore, volumes: Volumes, sink: Sink, stop: threading.Event | None
+    root: Path,
+    store: PhotoStore,
+    volumes: Volumes,
+    sink: Sink,
+    stop: threading.Event | None,
+    within: list[Path],
 ) -> int:
     """The indexed photos below ``root`` whose files are gone (paged through by path)."""
     prefix = to_db(root).rstrip("/") + "/"
@@ -175,7 +184,7 @@ def _gone(
             break
         last = page[-1][0]
         missing = [from_db(t) for (t,) in page if not os.path.lexists(_fs_path(t))]
-        gone = [(p, GONE, None) for p in missing if volumes.gone(p, [root])]
+        gone = [(p, GONE, None) for p in missing if volumes.gone(p, within or [root])]
         if len(gone) < len(missing):
             log.info(
                 "kept %d photos of %s in the index: their file system is not mounted",

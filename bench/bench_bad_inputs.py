@@ -19,12 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from machine import cpu_name
 
 DAEMON = Path(__file__).resolve().parent.parent / "daemon"
 
@@ -168,16 +169,6 @@ def bench_junk(repeats: int) -> list[Row]:
 def bench_offline(repeats: int) -> list[Row]:
     offline = median_case(repeats, OFFLINE_TAG)
     return [("offline pretrained tag refused (s)", offline["seconds"], "former bound 30", "")]
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def print_table(rows: list[Row], repeats: int) -> None:

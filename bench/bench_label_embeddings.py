@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -24,17 +23,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 import torch
 
-from photoscribe.vision.labels import concept_embeddings, encode_text_short, read_label_lines
+from machine import cpu_name
+from photoscribe.vision.labels import concept_embeddings, encode_text_short
+from photoscribe.vision.vocabulary import read_label_lines
 
 TEMPLATES = ("a photo of {}.", "a photo of the {}.", "{}")
 KINDS = ("", "small ", "old ", "red ", "wild ", "baby ", "night ", "close-up of a ", "toy ")
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
 
 
 def concepts(n: int) -> list[tuple[str, ...]]:

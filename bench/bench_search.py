@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from machine import cpu_name
 from photoscribe.records import Keyword
 from photoscribe.search import SearchQuery, search
 from photoscribe.search.cache import VectorCache
@@ -70,17 +71,6 @@ TEXT_QUERIES = [
     "mountain*",
 ]
 BATCH = 10_000
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def rss_mb() -> float:

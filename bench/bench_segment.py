@@ -10,12 +10,12 @@ table (unicode61 over the segmented text, as photoscribe stores it). jieba is op
 
 from __future__ import annotations
 
-import platform
 import resource
 import sqlite3
 import time
 from collections.abc import Callable
 
+from machine import cpu_name
 from photoscribe.segment import CJK_RUN, index_text, query_pieces
 
 CAPTIONS = {
@@ -38,17 +38,6 @@ EXPECTED = {
     "上海": {"border"},
     "边境": {"border"},
 }
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def rss_mb() -> float:

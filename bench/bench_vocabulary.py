@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -22,17 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import cpu_name
+
 HEADER = "id\tparents\tprompts\tname.en\tname.zh\taliases.en\taliases.zh\tthreshold\tgroup\tflags"
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def zh(n: int) -> str:

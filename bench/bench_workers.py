@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import cpu_name
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "daemon"))
@@ -96,16 +98,6 @@ def config_for(arch: str, work: Path) -> dict:
         }
     raw["llm"] = {"enabled": False}
     return raw
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 def main() -> int:

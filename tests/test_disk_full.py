@@ -9,7 +9,6 @@ with a reason naming the disk, and once space (or write access) is back a rerun 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import subprocess
@@ -27,7 +26,7 @@ from photoscribe.store import open_store
 from conftest import tiny_config_dict
 from fixtures.daemon import write_photo
 from fixtures.exiftool import read_tags
-from fixtures.mountns import MountNamespace
+from fixtures.mountns import MountNamespace, fill_up
 
 
 class Disk:
@@ -61,14 +60,7 @@ class Disk:
         return done.returncode, done.stdout + done.stderr
 
     def fill(self) -> None:
-        fd = os.open(self.filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        try:
-            for size in (65536, 1):  # big chunks, then the last bytes
-                with contextlib.suppress(OSError):
-                    while True:
-                        os.write(fd, b"\0" * size)
-        finally:
-            os.close(fd)
+        fill_up(self.filler)
 
     def remount(self, mode: str) -> None:
         self.ns.run("mount", "-o", f"remount,{mode}", str(self.photos))

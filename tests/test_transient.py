@@ -35,6 +35,7 @@ from photoscribe.store.queue import WorkQueue
 from conftest import tiny_config_dict
 from fixtures.daemon import running_daemon, wait_until, write_photo
 from fixtures.exiftool import read_tags
+from fixtures.mountns import fill_up
 
 
 # -- the kinds ------------------------------------------------------------------------
@@ -74,14 +75,7 @@ class SmallDisk:
         if not self.real:
             self.monkeypatch.setattr(fsutil, "write_all", _no_space)
             return
-        fd = os.open(self.filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        try:
-            for size in (65536, 1):  # big chunks, then the last bytes
-                with contextlib.suppress(OSError):
-                    while True:
-                        os.write(fd, b"\0" * size)
-        finally:
-            os.close(fd)
+        fill_up(self.filler)
 
     def free(self) -> None:
         if not self.real:

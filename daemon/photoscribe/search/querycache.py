@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+
+from photoscribe.cachefile import save_array
 
 log = logging.getLogger(__name__)
 MAX_ENTRIES = 5000  # past this, the oldest half goes
@@ -53,11 +54,7 @@ class CachedEncoder:
 
     def _store(self, path: Path, vector: np.ndarray) -> None:
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp")
-            with open(tmp, "wb") as out:
-                np.save(out, vector, allow_pickle=False)
-            os.replace(tmp, path)
+            save_array(path, vector)
             self._prune()
         except OSError as exc:  # a read-only cache_dir: only the speed-up is lost
             log.debug("query embedding not cached: %s", exc)

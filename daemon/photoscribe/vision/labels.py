@@ -8,11 +8,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from photoscribe.cachefile import save_array
 
 log = logging.getLogger(__name__)
 TEXT_BATCH = 256
@@ -119,11 +120,7 @@ def _write_rows(path: Path, rows: dict[bytes, np.ndarray]) -> None:
 
 def _write_cache(path: Path, arr: np.ndarray) -> None:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
-            np.save(f, arr, allow_pickle=False)
-        os.replace(tmp, path)
+        save_array(path, arr)
     except OSError as exc:  # a read-only cache only costs time
         log.warning("cannot cache label embeddings in %s: %s", path.parent, exc)
 

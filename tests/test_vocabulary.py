@@ -150,8 +150,7 @@ def test_config_keys_reach_the_loader(tmp_path: Path) -> None:
 def test_the_shipped_vocabulary_keeps_the_rules() -> None:
     """unique ids, en+zh names, parents exist, no cycles, no separators or commas in any
     name, no repeated display name within a language unless flagged homonym, >= 1,500."""
-    if not SHIPPED.is_file():
-        pytest.skip("data/vocabulary.tsv is not in this checkout yet (merged from vocabdata)")
+    assert SHIPPED.is_file(), "the package must ship data/vocabulary.tsv"
     text = SHIPPED.read_text(encoding="utf-8")
     items = parse_vocabulary(text, "vocabulary.tsv")
     check(items)  # raises ConfigError naming the line

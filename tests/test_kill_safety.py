@@ -41,14 +41,25 @@ versions = [
 ]
 config = MetadataConfig(overwrite_description=True)
 target = path.with_name(path.name + ".xmp")
+cycle = 3 if sidecar else 2  # sidecar: A creates it, B replaces it, then it is deleted
+
+
+def step(i):
+    if i % cycle == 2:
+        target.unlink()
+    else:
+        write_photo(path, versions[i % cycle], expected_hash=digest, config=config)
+
+
+hold = int(sys.stdin.readline())  # steps to finish before holding still for a check
 print("ready", flush=True)
 i = 0
 while True:
-    write_photo(path, versions[i % 2], expected_hash=digest, config=config)
-    if sidecar and i % 2:  # A creates the sidecar, B replaces it; then it goes again
-        target.unlink()
+    if i == hold:
+        print("holding", flush=True)
+        sys.stdin.readline()  # then write on without pause until killed
+    step(i)
     i += 1
-    print("wrote", i, flush=True)
 """
 VERSIONS = {  # description → photoscribe's keywords in that version
     "Version A: a red circle.": {"red", "circle"},
@@ -80,24 +91,35 @@ def as_set(value) -> set:
 
 
 def kill_writer_at_random(photo: Path, mode: str, rounds: int, check) -> set[str | None]:
-    """Start the writer, let it finish a random number (0-3) of writes, SIGKILL it at a random
-    moment after that, ``check`` the files; repeat. Counting finished writes first makes every
-    version show up however fast or slow this machine writes; the random sleep puts the kill
-    anywhere inside the next write(s). Returns the descriptions seen (None: the original)."""
+    """Each round: start the writer, let it finish a random number (0-3) of steps and hold
+    still, ``check`` that state; let it write on without pause, SIGKILL it at a random moment,
+    ``check`` the files again. The held checks make every version show up whatever this
+    machine's speed; the kills land anywhere inside the writes that follow. Returns the
+    descriptions seen (None: the original, or no sidecar)."""
     script = photo.parent.parent / "writer.py"
     script.write_text(WRITER, encoding="utf-8")
     rng = random.Random(f"{photo.name}-7")
     seen: set[str | None] = set()
     for _ in range(rounds):
         proc = subprocess.Popen(
-            [sys.executable, str(script), str(photo), mode], stdout=subprocess.PIPE, text=True
+            [sys.executable, str(script), str(photo), mode],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-        for done in range(1, rng.randrange(4) + 1):
-            assert proc.stdout.readline().split() == ["wrote", str(done)]
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(f"{rng.randrange(4)}\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline().strip() == "ready"
+        assert proc.stdout.readline().strip() == "holding"
+        seen.add(check())
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
         time.sleep(rng.uniform(0.0, 0.25))  # the moment of the kill, not a synchronisation
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
+        proc.stdin.close()
+        proc.stdout.close()
         seen.add(check())
     return seen
 

@@ -29,6 +29,19 @@ def add(store, name: str, vector: np.ndarray, caption: str = "x", model: str = "
     store.save_tagged(Path(f"/p/{name}"), STAT, name, Tagging(kws, blob, model), caption)
 
 
+@pytest.fixture(autouse=True, params=["scalar codes", "fast-scan codes first"])
+def scan_kind(request, monkeypatch) -> str:
+    """Every test twice: the scalar codes scanned whole (smaller libraries), and the
+    fast-scan codes picking 60 of the 300 photos first (as from 50,000 photos on)."""
+    import photoscribe.search.cache as cache_module
+
+    if request.param != "scalar codes":
+        monkeypatch.setattr(cache_module, "COARSE_FROM", 0)
+        monkeypatch.setattr(cache_module, "COARSE_MIN", 60)
+        monkeypatch.setattr(cache_module, "COARSE_SHARE", 10**9)
+    return request.param
+
+
 @pytest.fixture
 def store(tmp_path: Path):
     s = open_store(tmp_path / "i.db")
@@ -82,6 +95,8 @@ def test_a_restart_loads_the_saved_cache(store, tmp_path: Path) -> None:
     again = VectorCache(store, "m", tmp_path / "cache")
     assert again.nearest(q, 10) == first and again.rebuilt == 0
     assert len(list((tmp_path / "cache" / "search" / "m").glob("*.faiss"))) == 1
+    coarse = list((tmp_path / "cache" / "search" / "m").glob("*.coarse"))
+    assert len(coarse) == (again.state.coarse is not None)
     add(store, "late.jpg", q)  # changed while no search ran
     later = VectorCache(store, "m", tmp_path / "cache")
     assert later.nearest(q, 1)[0][0] == store.by_path(Path("/p/late.jpg")).id
@@ -123,3 +138,23 @@ def test_four_bit_codes_still_rank_exactly(store, tmp_path: Path, monkeypatch) -
     q = unit(rng)
     assert [i for i, _ in cache.nearest(q, 20)] == exact(store, q, 20)
     assert cache.state.index.code_size < DIM  # 4-bit codes were used
+
+
+def test_the_fast_scan_codes_are_used_only_from_their_size_on(store, tmp_path, scan_kind) -> None:
+    cache = VectorCache(store, "m", tmp_path / "cache")
+    cache.refresh()
+    assert (cache.state.coarse is not None) == (scan_kind != "scalar codes")
+
+
+def test_a_cache_saved_with_another_choice_is_built_afresh(
+    store, tmp_path, monkeypatch, scan_kind
+) -> None:
+    import photoscribe.search.cache as cache_module
+
+    q = unit(np.random.default_rng(8))
+    first = VectorCache(store, "m", tmp_path / "cache").nearest(q, 10)
+    flipped = 0 if scan_kind == "scalar codes" else 10**9  # e.g. the library grew past it
+    monkeypatch.setattr(cache_module, "COARSE_FROM", flipped)
+    monkeypatch.setattr(cache_module, "COARSE_MIN", 60)
+    again = VectorCache(store, "m", tmp_path / "cache")
+    assert again.nearest(q, 10) == first and again.rebuilt == 1

@@ -7,6 +7,14 @@ are re-scored with their float16 embeddings read from SQLite by id, so the order
 Codes are 8-bit while they fit in ``CODE_BUDGET`` bytes, 4-bit beyond (1,000,000 photos
 × 512 dimensions: 256 MB).
 
+From ``COARSE_FROM`` photos on, a scan of every scalar code costs more than the query may
+take (1M × 4-bit: ~0.5 s on one core), so a second, coarser copy goes first: product-
+quantised 4-bit "fast scan" codes (two dimensions per sub-quantiser, 128 bytes per photo
+at 512 dimensions), which faiss scans with SIMD lookups ~20× faster. Its best
+``COARSE_SHARE`` of the library (at least ``COARSE_MIN``) are scored with the scalar codes,
+and the best of those exactly, as above. Measured on random unit vectors (the hardest case:
+no clusters), the exact top 50 at 1,000,000 photos was found whole with 4,000 candidates.
+
 In step: the index bumps ``search_generation`` on every change that can move an
 embedding and logs deleted ids; when the generation differs, rows changed after the
 newest ``updated_at`` seen are applied (new photos appended, changed ones retired and
@@ -36,6 +44,9 @@ BUILD_BATCH = 10_000  # rows read and encoded at a time when building
 MIN_POOL = 200  # candidates re-scored at least (1,000 with 4-bit codes)
 SAME = 0.06  # a code this close (max abs) to the stored embedding: the embedding is unchanged
 STATES = {s.strip(" '") for s in SEARCHABLE.split(",")}
+COARSE_FROM = 50_000  # photos from which the fast-scan codes pick the candidates
+COARSE_SHARE = 250  # 1 in this many photos is a candidate for the scalar codes
+COARSE_MIN = 1_000  # candidates at least
 
 
 def _faiss():
@@ -54,6 +65,7 @@ class _State:
     updated_at: float = 0.0  # newest updated_at applied
     removed_seq: int = 0  # last search_removed seq applied
     positions: dict[int, int] = field(default_factory=dict)  # photo id → live position
+    coarse: object | None = None  # faiss.IndexPQFastScan over the same positions, or None
 
     def __post_init__(self) -> None:
         if not self.positions:
@@ -98,15 +110,18 @@ class VectorCache:
             if not positions:
                 return []
             selector = faiss.IDSelectorBatch(np.array(positions, dtype=np.int64))
-        elif len(state.positions) < len(state.ids):  # some codes retired
+        elif state.coarse is None and len(state.positions) < len(state.ids):  # some retired
             selector = faiss.IDSelectorBatch(np.flatnonzero(state.alive).astype(np.int64))
-        coarse = state.index.code_size < state.index.d  # 4-bit codes: a wider net
-        least = MIN_POOL * (5 if coarse else 1)
+        four_bit = state.index.code_size < state.index.d  # a wider net
+        least = MIN_POOL * (2 if four_bit else 1)
         pool = min(max(k * RERANK_FACTOR, least), len(state.positions))
-        params = faiss.SearchParameters(sel=selector) if selector is not None else None
         q = np.ascontiguousarray(query, dtype=np.float32).reshape(1, -1)
-        _, found = state.index.search(q, pool, params=params)
-        candidates = [int(state.ids[p]) for p in found[0] if p >= 0]
+        if state.coarse is not None and positions is None:
+            found = self._coarse_then_codes(q, pool)
+        else:
+            params = faiss.SearchParameters(sel=selector) if selector is not None else None
+            found = state.index.search(q, pool, params=params)[1][0]
+        candidates = [int(state.ids[p]) for p in found if p >= 0]
         blobs = self.store.embeddings_by_id(candidates)
         ids = [i for i in candidates if i in blobs]
         if not ids:
@@ -115,6 +130,19 @@ class VectorCache:
         exact = joined.reshape(len(ids), -1).astype(np.float32) @ q[0]
         order = np.argsort(-exact, kind="stable")[:k]
         return [(ids[j], float(exact[j])) for j in order]
+
+    def _coarse_then_codes(self, q: np.ndarray, pool: int) -> np.ndarray:
+        """The ``pool`` best live positions by scalar codes among the fast-scan codes' best
+        (faiss scores those candidates on the codes themselves, nothing is decoded)."""
+        state = self.state
+        share = len(state.ids) / max(1, len(state.positions))  # retired codes stay in place
+        asked = min(len(state.ids), int(pool * share) + 1)
+        candidates = max(COARSE_MIN, len(state.ids) // COARSE_SHARE, asked)
+        refine = _faiss().IndexRefine(state.coarse, state.index)
+        refine.k_factor = candidates / asked
+        found = refine.search(q, asked)[1][0]
+        found = found[found >= 0]
+        return found[state.alive[found]][:pool]
 
     # -- keeping in step -----------------------------------------------------
     def refresh(self) -> None:
@@ -174,7 +202,10 @@ class VectorCache:
     def _append(self, rows: list[tuple[int, np.ndarray]]) -> None:
         state = self.state
         start = len(state.ids)
-        state.index.add(np.stack([v for _, v in rows]))
+        vectors = np.stack([v for _, v in rows])
+        state.index.add(vectors)
+        if state.coarse is not None:
+            state.coarse.add(vectors)
         new_ids = np.array([i for i, _ in rows], dtype=np.int64)
         state.ids = np.concatenate([state.ids, new_ids])
         state.alive = np.concatenate([state.alive, np.ones(len(rows), dtype=bool)])
@@ -189,7 +220,7 @@ class VectorCache:
             return None
         removed_seq = self.store.removed_since(0)[1]
         faiss = _faiss()
-        index, ids, newest = None, [], 0.0
+        index, coarse, ids, newest = None, None, [], 0.0
         for rows in self.store.all_embeddings(self.model_id, batch=BUILD_BATCH):
             ids += [r[0] for r in rows]
             newest = max(newest, max(r[2] for r in rows))
@@ -198,11 +229,17 @@ class VectorCache:
             if index is None:  # the value range is learnt from the first batch
                 index = self._new_index(faiss, batch.shape[1], count)
                 index.train(batch)
+                coarse = _new_coarse(faiss, batch, count)
             index.add(batch)
+            if coarse is not None:
+                coarse.add(batch)
         if index is None:
             return None
         log.info(
-            "search: %d embeddings cached as %d-bit codes", len(ids), self._bits(index.d, count)
+            "search: %d embeddings cached as %d-bit codes%s",
+            len(ids),
+            self._bits(index.d, count),
+            " and fast-scan codes" if coarse is not None else "",
         )
         return _State(
             index,
@@ -211,6 +248,7 @@ class VectorCache:
             generation,
             newest,
             removed_seq,
+            coarse=coarse,
         )
 
     @staticmethod
@@ -229,7 +267,12 @@ class VectorCache:
             meta = json.loads((self.folder / "current.json").read_text(encoding="utf-8"))
             stem = self.folder / meta["stem"]
             index = _faiss().read_index(str(stem.with_suffix(".faiss")))
+            coarse = None
+            if meta.get("coarse"):
+                coarse = _faiss().read_index(str(stem.with_suffix(".coarse")))
             arrays = np.load(stem.with_suffix(".npz"))
+            if (coarse is None) != (len(arrays["ids"]) < COARSE_FROM):
+                return None  # saved by a version with another choice: build afresh
             return _State(
                 index,
                 arrays["ids"],
@@ -237,6 +280,7 @@ class VectorCache:
                 meta["generation"],
                 meta["updated_at"],
                 meta["removed_seq"],
+                coarse=coarse,
             )
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
             log.debug("search: no usable embedding cache in %s: %s", self.folder, exc)
@@ -252,6 +296,8 @@ class VectorCache:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             _faiss().write_index(state.index, str(self.folder / f"{stem}.faiss"))
+            if state.coarse is not None:
+                _faiss().write_index(state.coarse, str(self.folder / f"{stem}.coarse"))
             with open(self.folder / f"{stem}.npz", "wb") as out:
                 np.savez(out, ids=state.ids, alive=state.alive)
             meta = {
@@ -260,12 +306,24 @@ class VectorCache:
                 "updated_at": state.updated_at,
                 "removed_seq": state.removed_seq,
                 "model": self.model_id,
+                "coarse": state.coarse is not None,
             }
             tmp = self.folder / f"current.json.{os.getpid()}"
             tmp.write_text(json.dumps(meta), encoding="utf-8")
             os.replace(tmp, self.folder / "current.json")
             for old in self.folder.iterdir():
-                if old.suffix in (".faiss", ".npz") and old.stem != stem:
+                if old.suffix in (".faiss", ".coarse", ".npz") and old.stem != stem:
                     old.unlink(missing_ok=True)
         except (OSError, RuntimeError) as exc:
             log.debug("search: embedding cache not saved in %s: %s", self.folder, exc)
+
+
+def _new_coarse(faiss, sample: np.ndarray, count: int):
+    """Fast-scan product-quantiser codes (two dimensions per 4-bit sub-quantiser) trained
+    on ``sample``, for libraries of ``COARSE_FROM`` photos or more; else None."""
+    dim = sample.shape[1]
+    if count < COARSE_FROM or dim % 2:
+        return None
+    coarse = faiss.IndexPQFastScan(dim, dim // 2, 4, faiss.METRIC_INNER_PRODUCT)
+    coarse.train(sample)
+    return coarse

@@ -80,3 +80,24 @@ def test_all_words_first_then_any_word_in_rank_order(tmp_path: Path) -> None:
     assert names("red lighthouse") == ["red.jpg", "both.jpg"]
     assert names("barn lighthouse") == ["barn.jpg", "both.jpg"]  # the shorter caption first
     assert names("lighthouse") == []
+
+
+def test_a_very_common_word_ranks_only_its_newest_matches(tmp_path: Path, monkeypatch) -> None:
+    """Past photos.TEXT_RANKED matches, bm25 orders the most recently indexed ones (a word
+    in a third of a million photos would cost ~0.7 s); below it, the ranking is exact."""
+    import photoscribe.store.photos as photos_module
+
+    store = open_store(tmp_path / "i.db")
+    for i in range(12):  # the older six say little else (bm25 likes them best)
+        words = "海边 猫" if i < 6 else "海边 猫 " + " ".join(f"词{n}" for n in range(i * 3))
+        kws = (Keyword("thing", 0.9),)
+        store.save_tagged(Path(f"/p/{i}.jpg"), STAT, str(i), Tagging(kws, None, "m"), words)
+    ids = {store.by_path(Path(f"/p/{i}.jpg")).id: i for i in range(12)}
+
+    def found() -> list[int]:
+        hits = search(store, SearchQuery("猫", 3, use_clip=False))
+        return [ids[h.id] for h in hits]
+
+    assert sorted(found()) == [3, 4, 5]  # exact: three of the short ones, newest first
+    monkeypatch.setattr(photos_module, "TEXT_RANKED", 6)
+    assert found() == [6, 7, 8]  # the best of the newest six matches

@@ -24,6 +24,7 @@ TRANSIENT = "transient"  # photos.failure: may pass by itself; tried again
 PERMANENT = "permanent"  # photos.failure: stays until the file changes
 SEARCHABLE = "'done', 'needs_caption'"  # states search lists
 BM25_WEIGHTS = "1.0, 2.0, 1.0, 1.0, 1.0"  # caption, keywords, names, camera, place
+TEXT_RANKED = 2_000  # matches of one text query ranked at most (the newest indexed)
 
 
 @dataclass(frozen=True)
@@ -240,10 +241,17 @@ class PhotoStore:
         exclude: str | None = None,
         where: str = "1",
         params: tuple = (),
+        ranked: int | None = None,  # default TEXT_RANKED
     ) -> list[int]:
         """Described photos whose text matches an FTS5 expression and not ``exclude``,
-        within the photos condition ``where``, best first (bm25; keywords weigh most)."""
-        sql = "SELECT photos_fts.rowid FROM photos_fts "
+        within the photos condition ``where``, best first (bm25; keywords weigh most).
+
+        Only the ``ranked`` most recently indexed matches are ranked: bm25 costs a few µs
+        per match (a word in a tenth of 100,000 photos: ~36 ms; in a third of a million
+        photos: ~0.7 s) while finding the matches is cheap; with fewer matches than that
+        the ranking is exact."""
+        sql = f"SELECT photos_fts.rowid AS id, bm25(photos_fts, {BM25_WEIGHTS}) AS score "
+        sql += "FROM photos_fts "
         if where != "1":  # only filters need the photos table
             sql += "JOIN photos ON photos.id = photos_fts.rowid "
         sql += f"WHERE photos_fts MATCH ? AND ({where})"
@@ -254,9 +262,11 @@ class PhotoStore:
                 "(SELECT rowid FROM photos_fts WHERE photos_fts MATCH ?)"
             )
             args += (exclude,)
-        sql += f" ORDER BY bm25(photos_fts, {BM25_WEIGHTS}) LIMIT ?"
+        sql += " ORDER BY photos_fts.rowid DESC LIMIT ?"
+        sql = f"SELECT id FROM ({sql}) ORDER BY score, id DESC LIMIT ?"
         with self._lock:
-            return [r[0] for r in self._conn.execute(sql, (*args, limit)).fetchall()]
+            rows = self._conn.execute(sql, (*args, ranked or TEXT_RANKED, limit)).fetchall()
+        return [r[0] for r in rows]
 
     def text_exists(self, match: str) -> bool:
         """Whether any photo's text matches an FTS5 expression."""

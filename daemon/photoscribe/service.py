@@ -195,6 +195,17 @@ def clip_search_tools(config: Config, store: PhotoStore) -> tuple[Any, Any]:
     return vectors, encode_text
 
 
+def clip_prompt_for(config: Config, vocabulary: Any = None) -> Any:
+    """search.prompt.ClipPrompt for the configured model (its vocabulary loaded on the first
+    Chinese query), or None where the text tower reads every language."""
+    from photoscribe.search.prompt import ClipPrompt, reads_every_language
+    from photoscribe.vision.vocabulary import vocabulary_for
+
+    if reads_every_language(config.model.arch):
+        return None
+    return ClipPrompt(lambda: vocabulary or vocabulary_for(config.tagging))
+
+
 def run_search(config: Config, query: SearchQuery) -> list[Hit]:
     store = open_store(config.index_path, readonly=True)
     encode_text = vectors = None
@@ -206,6 +217,7 @@ def run_search(config: Config, query: SearchQuery) -> list[Hit]:
         vectors=vectors,
         encode_text=encode_text,
         min_similarity=config.search.min_similarity,
+        clip_prompt=clip_prompt_for(config),
     )
 
 

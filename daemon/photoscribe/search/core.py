@@ -31,6 +31,7 @@ RRF_K = 60  # reciprocal-rank-fusion constant (the usual choice)
 CLIP_POOL = 100  # at least this many CLIP candidates fused (and checked for exclusions)
 
 EncodeText = Callable[[Sequence[str]], np.ndarray]
+ClipPrompt = Callable[[str], str | None]  # search words → CLIP text (None: no CLIP ranking)
 
 
 class Vectors(Protocol):
@@ -206,8 +207,10 @@ def search(
     vectors: Vectors | None = None,
     encode_text: EncodeText | None = None,
     min_similarity: float = 0.2,
+    clip_prompt: ClipPrompt | None = None,
 ) -> list[Hit]:
-    """Best matches first. CLIP ranking runs only when vectors and an encoder are given."""
+    """Best matches first. CLIP ranking runs only when vectors and an encoder are given
+    (and ``clip_prompt``, e.g. search.prompt.ClipPrompt, finds words CLIP can read)."""
     terms = parse_terms(query.text)
     wanted = [t for t in terms if not t.exclude]
     where, params = filter_sql(query)
@@ -222,10 +225,14 @@ def search(
     if query.use_clip and vectors is not None and encode_text is not None:
 
         def by_clip() -> list[tuple[int, float]]:
+            text = clip_text(terms)
+            text = clip_prompt(text) if clip_prompt is not None else text
+            if not text:
+                return []
             allowed = None
             if query.filtered():
                 allowed = np.array(store.filtered_ids(where, params), dtype=np.int64)
-            vector = np.asarray(encode_text([clip_text(terms)])[0], dtype=np.float32)
+            vector = np.asarray(encode_text([text])[0], dtype=np.float32)
             return clip_ranking(store, vectors, vector, terms, pool, min_similarity, allowed)
 
         # the embedding scan (faiss) and the full-text query (SQLite) both release the

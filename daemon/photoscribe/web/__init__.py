@@ -17,7 +17,7 @@ LOCAL = ("127.0.0.1", "localhost", "::1")
 def build_site(config: Config) -> Any:
     """The Site for ``config``: read-only index, thumbnail cache, roots, vocabulary and,
     where the index holds embeddings, CLIP search with a warm text tower."""
-    from photoscribe.service import clip_search_tools
+    from photoscribe.service import clip_prompt_for, clip_search_tools
     from photoscribe.store import open_store
     from photoscribe.vision.vocabulary import vocabulary_for
     from photoscribe.web.app import Roots, Site
@@ -28,14 +28,16 @@ def build_site(config: Config) -> Any:
     if config.web.clip and vectors is None:
         log.info("no CLIP embeddings of the configured model in the index: text search only")
     roots = config.web.roots or (*config.watch.folders, *config.watch.poll_folders)
+    vocabulary = vocabulary_for(config.tagging)
     return Site(
         config=config,
         store=store,
         thumbs=Thumbnails(config.cache_dir / "thumbs"),
         roots=Roots(roots),
-        vocabulary=vocabulary_for(config.tagging),
+        vocabulary=vocabulary,
         vectors=vectors,
         encode_text=encode_text,
+        clip_prompt=clip_prompt_for(config, vocabulary),
     )
 
 

@@ -60,6 +60,7 @@ class Site:
     vocabulary: Any  # vision.vocabulary.Vocabulary: keyword names
     vectors: Any = None  # search.Vectors, or None: no CLIP search
     encode_text: EncodeText | None = None  # the warm, cached text tower
+    clip_prompt: Any = None  # search.prompt.ClipPrompt: Chinese queries → CLIP's English
 
     def row(self, row_id: int) -> PhotoRow | None:
         """The photo, if it is in the index and inside the served folders."""

@@ -102,6 +102,7 @@ class Pages:
                 vectors=site.vectors,
                 encode_text=site.encode_text,
                 min_similarity=site.config.search.min_similarity,
+                clip_prompt=site.clip_prompt,
             )
             data["results"] = self.hits_json(hits)
         return self.respond(request, "search.html", data)

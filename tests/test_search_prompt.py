@@ -9,11 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from photoscribe.config import config_from_dict
+from photoscribe.caption import Captioner
+from photoscribe.config import LLMConfig, config_from_dict
 from photoscribe.records import FileStat, Keyword, Tagging
 from photoscribe.search import SearchQuery, search
 from photoscribe.search.cache import VectorCache
 from photoscribe.search.prompt import ClipPrompt, reads_every_language
+from photoscribe.search.translate import QueryTranslator
 from photoscribe.service import clip_prompt_for
 from photoscribe.store import open_store
 from photoscribe.vision import ClipModel, Encoder
@@ -131,3 +133,49 @@ def test_a_chinese_word_ranks_photos_with_a_real_english_clip(tmp_path: Path) ->
 
     assert top("星星") == {0, 1}
     assert top("雪地") == {2, 3}
+
+
+# -- the LLM's translation (search.translate_queries), against the fake OpenAI server --------
+def translator(fake_llm, tmp_path: Path, **llm) -> QueryTranslator:
+    cfg = LLMConfig(base_url=fake_llm.base_url, timeout=1.0, retries=2, **llm)
+    return QueryTranslator(tmp_path / "cache", cfg.model, lambda: Captioner(cfg, ""))
+
+
+def test_the_llm_translates_a_chinese_query_once(fake_llm, tmp_path: Path, shipped) -> None:
+    fake_llm.set_behavior("content", text="<think>hmm</think>\n\n A dog on the beach.")
+    prompt = ClipPrompt(load_vocabulary, translator(fake_llm, tmp_path))
+    assert prompt("狗在海边") == "A dog on the beach"
+    request = fake_llm.requests[-1]
+    assert request["chat_template_kwargs"] == {"enable_thinking": False}
+    assert "狗在海边" in request["messages"][-1]["content"]
+    again = ClipPrompt(load_vocabulary, translator(fake_llm, tmp_path))  # a later search
+    assert again("狗在海边") == "A dog on the beach" and len(fake_llm.requests) == 1
+    assert prompt("red car") == "red car" and len(fake_llm.requests) == 1  # English: as typed
+
+
+@pytest.mark.parametrize(
+    ("behavior", "params"),
+    [
+        ("content", {"text": "海边的狗"}),  # not English
+        ("content", {"text": "Sure! " + "a dog on a beach " * 20}),  # not a search phrase
+        ("status", {"status": 500}),
+        ("slow", {"delay": 3.0}),  # past llm.timeout
+    ],
+)
+def test_a_failed_translation_falls_back_to_the_vocabulary(
+    fake_llm, tmp_path: Path, behavior: str, params: dict
+) -> None:
+    fake_llm.set_behavior(behavior, **params)
+    translate = translator(fake_llm, tmp_path)
+    prompt = ClipPrompt(load_vocabulary, translate)
+    assert prompt("狗在海边") == "a dog, a sandy beach"
+    assert len(fake_llm.requests) == 1  # one try only: a search does not wait for retries
+    assert not (tmp_path / "cache" / "search" / "translations").exists()  # nothing cached
+
+
+def test_translation_is_built_only_when_configured(tmp_path: Path) -> None:
+    on = config_from_dict({"search": {"translate_queries": True}})
+    assert clip_prompt_for(on)._translate is not None
+    assert clip_prompt_for(config_from_dict({}))._translate is None
+    off = config_from_dict({"search": {"translate_queries": True}, "llm": {"enabled": False}})
+    assert clip_prompt_for(off)._translate is None

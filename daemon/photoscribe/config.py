@@ -172,6 +172,7 @@ class WatchConfig:
 class SearchConfig:
     limit: int = 20
     min_similarity: float = 0.2  # cosine, CLIP text→image
+    translate_queries: bool = False  # the LLM turns a Chinese query into English for CLIP
 
 
 @dataclass(frozen=True)

@@ -198,12 +198,21 @@ def clip_search_tools(config: Config, store: PhotoStore) -> tuple[Any, Any]:
 def clip_prompt_for(config: Config, vocabulary: Any = None) -> Any:
     """search.prompt.ClipPrompt for the configured model (its vocabulary loaded on the first
     Chinese query), or None where the text tower reads every language."""
+    from photoscribe.caption import Captioner
     from photoscribe.search.prompt import ClipPrompt, reads_every_language
+    from photoscribe.search.translate import QueryTranslator
     from photoscribe.vision.vocabulary import vocabulary_for
 
     if reads_every_language(config.model.arch):
         return None
-    return ClipPrompt(lambda: vocabulary or vocabulary_for(config.tagging))
+    translate = None
+    if config.search.translate_queries and config.llm.enabled:
+        translate = QueryTranslator(
+            config.cache_dir,
+            config.llm.model,
+            lambda: Captioner(config.llm, config.llm_api_key()),
+        )
+    return ClipPrompt(lambda: vocabulary or vocabulary_for(config.tagging), translate)
 
 
 def run_search(config: Config, query: SearchQuery) -> list[Hit]:

@@ -22,6 +22,7 @@ from typing import Any
 
 from photoscribe.caption.clean import check_caption, clean_reply
 from photoscribe.caption.prompt import (
+    NO_THINK,
     Prompts,
     build_messages,
     keyword_labels,
@@ -338,6 +339,25 @@ class Captioner:
         finally:
             self._breaker.release()
 
+    def answer_once(self, system: str, user: str) -> str:
+        """One short request outside captioning (e.g. a search query's translation): no
+        retries, thinking off, the reply cleaned of reasoning. Raises CaptionUnavailable or
+        CaptionRejected like ``caption``."""
+        messages = [
+            {"role": "system", "content": system},
+            {"role": "user", "content": f"{user} {NO_THINK}"},
+        ]
+        try:
+            try:
+                completion = self._create(messages, thinking=False)
+            except self._openai.APIError as exc:
+                raise self._translate(exc) from exc
+        except _Retry as exc:  # no retry here
+            raise CaptionUnavailable(exc.message) from exc
+        reply = reply_of(completion)
+        self._check_finish(reply.finish)
+        return clean_reply(reply.content, reply.reasoning)
+
     def _check_finish(self, finish: str | None) -> None:
         """A reply cut at max_tokens is rejected, not trimmed: half a sentence (or a
         sentence whose end would change its meaning) must not become a caption, and the
@@ -423,10 +443,11 @@ class Captioner:
         except self._openai.APIError as exc:
             raise self._translate(exc) from exc
 
-    def _create(self, messages: list[dict[str, str]]) -> Any:
+    def _create(self, messages: list[dict[str, str]], thinking: bool | None = None) -> Any:
         """One completion; a body cut off (the server hung up) is worth another attempt."""
         try:
-            completion = self._client.chat.completions.create(**self._params(messages))
+            params = self._params(messages, thinking)
+            completion = self._client.chat.completions.create(**params)
         except json.JSONDecodeError as exc:
             raise _Retry(self._malformed(exc)) from exc
         if isinstance(completion, str):  # openai hands over a 200 that is not JSON as text
@@ -437,7 +458,9 @@ class Captioner:
         bad_request = isinstance(exc, self._openai.BadRequestError)
         return bad_request and self._template_kwargs and "chat_template_kwargs" in str(exc)
 
-    def _params(self, messages: list[dict[str, str]]) -> dict[str, Any]:
+    def _params(
+        self, messages: list[dict[str, str]], thinking: bool | None = None
+    ) -> dict[str, Any]:
         params: dict[str, Any] = {
             "model": self.cfg.model,
             "messages": messages,
@@ -446,7 +469,8 @@ class Captioner:
         }
         body: dict[str, Any] = {}
         if self._template_kwargs:
-            body["chat_template_kwargs"] = {"enable_thinking": self.cfg.thinking}
+            wanted = self.cfg.thinking if thinking is None else thinking
+            body["chat_template_kwargs"] = {"enable_thinking": wanted}
         body.update(self.cfg.extra_body)  # the user's own settings win
         if body:
             params["extra_body"] = body

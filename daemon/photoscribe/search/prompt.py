@@ -8,6 +8,8 @@ English prompts ("a dog, a sandy beach"); English words stay as typed. Character
 concept names (在, 的) are left out. A query of which nothing can be read this way gets no
 CLIP ranking (its full-text ranking stands alone) rather than a random one.
 
+With ``search.translate_queries``, a query holding CJK is first given to the configured LLM
+for an English phrase (search.translate, cached); the vocabulary's reading is the fallback.
 A multilingual text tower (open_clip ``xlm-roberta-base-ViT-B-32`` and the like) reads the
 query as typed.
 """
@@ -30,12 +32,21 @@ def reads_every_language(arch: str) -> bool:
 class ClipPrompt:
     """``(search text) → CLIP text or None`` for an English text tower."""
 
-    def __init__(self, vocabulary: Callable[[], Vocabulary]) -> None:
+    def __init__(
+        self,
+        vocabulary: Callable[[], Vocabulary],
+        translate: Callable[[str], str | None] | None = None,
+    ) -> None:
         self._vocabulary = vocabulary  # loaded on the first CJK query only
+        self._translate = translate  # e.g. search.translate.QueryTranslator
         self._words: dict[str, str] | None = None
         self._longest = 1
 
     def __call__(self, text: str) -> str | None:
+        if self._translate is not None and CJK_RUN.search(text):
+            english = self._translate(text)
+            if english:
+                return english
         parts: list[str] = []
         last = 0
         for run in CJK_RUN.finditer(text):

@@ -87,6 +87,12 @@ class VectorCache:
         self.folder = folder / "search" / slug if folder else None
         self.state: _State | None = None
         self.rebuilt = self.applied = 0  # what the last refresh did (for tests and logs)
+        self._reads: PhotoStore | None = None  # re-ranking reads beside a text query
+
+    def _reader(self) -> PhotoStore:
+        if self._reads is None:
+            self._reads = self.store.reader()
+        return self._reads
 
     # -- query ---------------------------------------------------------------
     def __len__(self) -> int:
@@ -122,7 +128,7 @@ class VectorCache:
             params = faiss.SearchParameters(sel=selector) if selector is not None else None
             found = state.index.search(q, pool, params=params)[1][0]
         candidates = [int(state.ids[p]) for p in found if p >= 0]
-        blobs = self.store.embeddings_by_id(candidates)
+        blobs = self._reader().embeddings_by_id(candidates)
         ids = [i for i in candidates if i in blobs]
         if not ids:
             return []

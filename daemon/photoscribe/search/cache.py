@@ -28,7 +28,7 @@ import json
 import logging
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -64,13 +64,23 @@ class _State:
     generation: int = -1
     updated_at: float = 0.0  # newest updated_at applied
     removed_seq: int = 0  # last search_removed seq applied
-    positions: dict[int, int] = field(default_factory=dict)  # photo id → live position
     coarse: object | None = None  # faiss.IndexPQFastScan over the same positions, or None
+    _positions: dict[int, int] | None = None
 
-    def __post_init__(self) -> None:
-        if not self.positions:
+    @property
+    def positions(self) -> dict[int, int]:
+        """Photo id → live position; built when first needed (a filter or a change), as
+        a dict of a million entries costs ~100 MB that a plain query never needs."""
+        if self._positions is None:
             live = np.flatnonzero(self.alive)
-            self.positions = dict(zip(self.ids[live].tolist(), live.tolist(), strict=True))
+            self._positions = dict(zip(self.ids[live].tolist(), live.tolist(), strict=True))
+        return self._positions
+
+    @property
+    def live(self) -> int:
+        if self._positions is not None:
+            return len(self._positions)
+        return int(np.count_nonzero(self.alive))
 
 
 def _unit(blob: bytes) -> np.ndarray:
@@ -97,14 +107,14 @@ class VectorCache:
     # -- query ---------------------------------------------------------------
     def __len__(self) -> int:
         self.refresh()
-        return len(self.state.positions) if self.state else 0
+        return self.state.live if self.state else 0
 
     def nearest(
         self, query: np.ndarray, k: int, allowed: np.ndarray | None = None
     ) -> list[tuple[int, float]]:
         self.refresh()
         state = self.state
-        if state is None or not state.positions:
+        if state is None or not state.live:
             return []
         faiss = _faiss()
         if allowed is not None:
@@ -116,11 +126,11 @@ class VectorCache:
             if not positions:
                 return []
             selector = faiss.IDSelectorBatch(np.array(positions, dtype=np.int64))
-        elif state.coarse is None and len(state.positions) < len(state.ids):  # some retired
+        elif state.coarse is None and state.live < len(state.ids):  # some retired
             selector = faiss.IDSelectorBatch(np.flatnonzero(state.alive).astype(np.int64))
         four_bit = state.index.code_size < state.index.d  # a wider net
         least = MIN_POOL * (2 if four_bit else 1)
-        pool = min(max(k * RERANK_FACTOR, least), len(state.positions))
+        pool = min(max(k * RERANK_FACTOR, least), state.live)
         q = np.ascontiguousarray(query, dtype=np.float32).reshape(1, -1)
         if state.coarse is not None and positions is None:
             found = self._coarse_then_codes(q, pool)
@@ -141,7 +151,7 @@ class VectorCache:
         """The ``pool`` best live positions by scalar codes among the fast-scan codes' best
         (faiss scores those candidates on the codes themselves, nothing is decoded)."""
         state = self.state
-        share = len(state.ids) / max(1, len(state.positions))  # retired codes stay in place
+        share = len(state.ids) / max(1, state.live)  # retired codes stay in place
         asked = min(len(state.ids), int(pool * share) + 1)
         candidates = max(COARSE_MIN, len(state.ids) // COARSE_SHARE, asked)
         refine = _faiss().IndexRefine(state.coarse, state.index)
@@ -191,10 +201,10 @@ class VectorCache:
             self._append(fresh)
         self.applied = len(removed) + len(fresh)
         state.generation = generation
-        retired = len(state.ids) - len(state.positions)
+        retired = len(state.ids) - state.live
         if retired > len(state.ids) // 4:
             return False
-        return len(state.positions) == self.store.searchable_embeddings(self.model_id)
+        return state.live == self.store.searchable_embeddings(self.model_id)
 
     def _same(self, pos: int, blob: bytes) -> bool:
         stored = self.state.index.reconstruct(pos)

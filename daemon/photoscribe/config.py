@@ -53,7 +53,8 @@ class ModelConfig:
     config_dir: Path | None = None
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    batch_size: int = 16
+    batch_size: int = 16  # 0 = auto: from the free GPU memory on CUDA, 16 on the CPU
+    gpu_decode: bool = True  # on CUDA, decode JPEGs on the GPU (nvJPEG); others on the CPU
     threads: int = 0  # torch intra-op threads on CPU; 0 = one per core
 
 
@@ -384,7 +385,7 @@ def validate(config: Config) -> Config:
     if language_note(config):
         logging.getLogger(__name__).warning(LANGUAGE_NOTE.format(value=config.language))
     checks = [
-        (config.model.batch_size >= 1, "model.batch_size must be at least 1"),
+        (config.model.batch_size >= 0, "model.batch_size must be at least 1 (or 0: auto)"),
         (config.tagging.top_k >= 1, "tagging.top_k must be at least 1"),
         (
             config.tagging.min_score is None or 0 <= config.tagging.min_score <= 1,

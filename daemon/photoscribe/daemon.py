@@ -34,6 +34,7 @@ from photoscribe.records import State, Summary
 from photoscribe.service import (
     build_captions,
     build_context_reader,
+    build_images,
     build_tagger,
     build_workers,
     build_writer_factory,
@@ -212,7 +213,7 @@ class Daemon:
         """Process due rows; False when there was nothing to do."""
         if self._batch_filling():
             return False
-        items = self.queue.take(self.config.model.batch_size * 4)
+        items = self.queue.take(self._batch_hint() * 4)
         if not items:
             return False
         items = self._not_in_flight(items)
@@ -235,7 +236,13 @@ class Daemon:
     def _batch_filling(self) -> bool:
         """Photos are still arriving and a batch is not full yet: wait a little."""
         recent = time.monotonic() - self._last_event < self.config.watch.batch_wait
-        return recent and self.queue.due_count() < self.config.model.batch_size
+        return recent and self.queue.due_count() < self._batch_hint()
+
+    def _batch_hint(self) -> int:
+        """model.batch_size, or for 0 (auto) the CPU's default (the pipeline picks the GPU's)."""
+        from photoscribe.vision.gpudecode import CPU_BATCH
+
+        return self.config.model.batch_size or CPU_BATCH
 
     def _settled(self, item: QueueItem) -> bool:
         """Unchanged since its last event: complete. Otherwise it goes back to wait."""
@@ -509,6 +516,7 @@ class Daemon:
             workers=self.workers,
             decode=self.file_tasks.get("decode"),
             observe=self.metrics.observe,
+            images=build_images(self.config),
         )
 
     def _new_watcher(self) -> FolderWatcher:

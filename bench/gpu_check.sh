@@ -103,7 +103,7 @@ done
 MIXED_FLAG=--no-mixed  # MIXED=1: also the mixed folder (PNG, RAW previews: the CPU fallback)
 [ "${MIXED:-0}" = 1 ] && MIXED_FLAG=--mixed
 GPU_CMD=("$PYTHON" bench/bench_scan.py --device cuda --photos "$PHOTOS" --sizes 12 --repeats 3
-  $MIXED_FLAG --batch-size 128 --decode-workers "$CORES" --json "$RESULTS/bench_cuda.json")
+  $MIXED_FLAG --batch-size 64 --decode-workers "$CORES" --json "$RESULTS/bench_cuda.json")
 CPU_CMD=("$PYTHON" bench/bench_scan.py --device cpu --photos "$PHOTOS" --sizes 12 --repeats 1
   --no-mixed --decode-workers "$CORES" --json "$RESULTS/bench_cpu.json")
 
@@ -129,3 +129,4 @@ fi
 
 step "done in $(( $(date +%s) - STARTED )) s; results in $RESULTS"
 ls -la "$RESULTS"
+sleep 1  # let tee write the last lines

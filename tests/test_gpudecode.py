@@ -203,8 +203,8 @@ def test_auto_batch_size_from_free_memory() -> None:
     gib = 1 << 30
     assert batch_for_memory(0) == 16
     assert batch_for_memory(8 * gib) == 16  # 2 GiB share / 96 MiB = 21 -> 16
-    assert batch_for_memory(24 * gib) == 64
-    assert batch_for_memory(139 * gib) == 128  # an H200: capped
+    assert batch_for_memory(18 * gib) == 48
+    assert batch_for_memory(139 * gib) == 64  # an H200: capped
     assert CpuImages().start(None, 12) == 12
 
 

@@ -26,7 +26,9 @@ from photoscribe.vision.jpeghead import JpegBytes
 log = logging.getLogger(__name__)
 
 CPU_BATCH = 16  # model.batch_size 0 (auto) on the CPU: what the default has always been
-GPU_BATCH_RANGE = (16, 128)  # auto on CUDA: larger buys little for ViT-B; smaller wastes it
+# auto on CUDA: larger buys little for ViT-B, and the pipeline keeps two batches of JPEG
+# bytes in host memory (64: ~0.5 GB of 12 MP JPEGs, inside the 2 GB a scan may take)
+GPU_BATCH_RANGE = (16, 64)
 PHOTO_GPU_BYTES = 96 << 20  # GPU memory one photo of a batch may take (a 24 MP decode + work)
 GPU_SHARE = 0.25  # of the free GPU memory the batches may take
 DECODE_CALL_PIXELS = 400_000_000  # pixels per decode_jpeg call (≈1.2 GB of uint8 output)

@@ -208,6 +208,18 @@ def test_auto_batch_size_from_free_memory() -> None:
     assert CpuImages().start(None, 12) == 12
 
 
+def test_decode_workers_zero_means_one_per_core(make_config) -> None:
+    import os
+
+    from photoscribe.config import decode_workers
+    from photoscribe.errors import ConfigError
+
+    assert decode_workers(make_config(scan={"decode_workers": 0})) == os.cpu_count()
+    assert decode_workers(make_config(scan={"decode_workers": 3})) == 3
+    with pytest.raises(ConfigError, match="decode_workers must be at least 1"):
+        make_config(scan={"decode_workers": -1})
+
+
 class GpuFailsOn(GpuJpegImages):
     """nvJPEG refusing some JPEGs that libjpeg decodes (e.g. a chroma subsampling nvJPEG
     does not support): stands in for a failure only the real GPU decoder has."""

@@ -144,7 +144,7 @@ class ScanConfig:
     exclude: tuple[str, ...] = DEFAULT_EXCLUDE
     skip_hidden: bool = True
     follow_symlinks: bool = False
-    decode_workers: int = 2  # worker processes reading and decoding photos
+    decode_workers: int = 2  # worker processes reading and decoding photos; 0 = one per core
     # Caps per photo file in its worker process: a file that needs more memory or time
     # (a decompression bomb, a hostile file) fails with the reason; the rest go on.
     file_memory_mb: int = 1024  # 0 = no cap
@@ -369,6 +369,11 @@ LANGUAGE_NOTE = (
 )
 
 
+def decode_workers(config: Config) -> int:
+    """scan.decode_workers, with 0 meaning one per CPU core."""
+    return config.scan.decode_workers or os.cpu_count() or 1
+
+
 def keyword_languages(config: Config) -> tuple[str, ...]:
     """The languages photoscribe's keywords are written in ("zh+en" → ("zh", "en"))."""
     return tuple((config.language or "en").split("+"))
@@ -404,7 +409,10 @@ def validate(config: Config) -> Config:
         (config.llm.retries >= 0, "llm.retries must not be negative"),
         (0 <= config.metrics.port <= 65535, "metrics.port must be between 0 and 65535"),
         (0 <= config.web.port <= 65535, "web.port must be between 0 and 65535"),
-        (config.scan.decode_workers >= 1, "scan.decode_workers must be at least 1"),
+        (
+            config.scan.decode_workers >= 0,
+            "scan.decode_workers must be at least 1 (or 0: one per core)",
+        ),
         (config.scan.file_memory_mb >= 0, "scan.file_memory_mb must not be negative"),
         (config.scan.file_timeout_seconds > 0, "scan.file_timeout_seconds must be positive"),
         (config.watch.settle_seconds >= 0, "watch.settle_seconds must not be negative"),

@@ -24,7 +24,7 @@ from typing import Any
 from photoscribe import catchup
 from photoscribe.activity import Activity, LogProgress, status_line
 from photoscribe.backlog import fill_captions
-from photoscribe.config import Config
+from photoscribe.config import Config, decode_workers
 from photoscribe.errors import ConfigError, PhotoscribeError
 from photoscribe.fsutil import display, file_stat, stat_or_none
 from photoscribe.liveness import Pinger
@@ -510,7 +510,7 @@ class Daemon:
             build_writer_factory(self.config, self.store, workers=self.workers, write=write),
             LogProgress(self.activity),
             batch_size=self.config.model.batch_size,
-            decode_workers=self.config.scan.decode_workers,
+            decode_workers=decode_workers(self.config),
             on_outcome=self._on_outcome,
             context_of=build_context_reader(self.config),
             workers=self.workers,

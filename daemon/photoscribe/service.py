@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from photoscribe.captioning import CaptionStage
-from photoscribe.config import Config
+from photoscribe.config import Config, decode_workers
 from photoscribe.errors import ConfigError
 from photoscribe.fsutil import display, read_photo, stat_or_none
 from photoscribe.pipeline import Pipeline
@@ -80,7 +80,7 @@ def build_workers(config: Config):
     from photoscribe.workers import Limits, WorkerPool
 
     limits = Limits(config.scan.file_memory_mb, config.scan.file_timeout_seconds)
-    return WorkerPool(config.scan.decode_workers + 1, limits)
+    return WorkerPool(decode_workers(config) + 1, limits)
 
 
 def build_writer_factory(
@@ -164,7 +164,7 @@ def scan(
             ),
             progress,
             batch_size=config.model.batch_size,
-            decode_workers=config.scan.decode_workers,
+            decode_workers=decode_workers(config),
             force=force,
             dry_run=dry_run,
             context_of=build_context_reader(config),

@@ -70,7 +70,7 @@ def test_a_null_value_for_a_plain_key_is_still_an_error() -> None:
         ({"llm": {"language": "fr"}}, "not one of en, zh"),
         ({"llm": {"timeout": "soon"}}, r"config\.llm\.timeout: expected float"),
         ({"model": {"batch_size": True}}, "expected a number"),
-        ({"model": {"batch_size": 0}}, "batch_size must be at least 1"),
+        ({"model": {"batch_size": -1}}, "batch_size must be at least 1"),
         ({"tagging": {"templates": ["no placeholder"]}}, "needs {}"),
         ({"tagging": {"extra_labels": "cat"}}, "expected a list"),
         ({"llm": []}, "expected a mapping"),

@@ -53,7 +53,8 @@ class ModelConfig:
     config_dir: Path | None = None
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    batch_size: int = 16
+    batch_size: int = 16  # 0 = auto: from the free GPU memory on CUDA, 16 on the CPU
+    gpu_decode: bool = True  # on CUDA, decode JPEGs on the GPU (nvJPEG); others on the CPU
     threads: int = 0  # torch intra-op threads on CPU; 0 = one per core
 
 
@@ -143,7 +144,7 @@ class ScanConfig:
     exclude: tuple[str, ...] = DEFAULT_EXCLUDE
     skip_hidden: bool = True
     follow_symlinks: bool = False
-    decode_workers: int = 2  # worker processes reading and decoding photos
+    decode_workers: int = 2  # worker processes reading and decoding photos; 0 = one per core
     # Caps per photo file in its worker process: a file that needs more memory or time
     # (a decompression bomb, a hostile file) fails with the reason; the rest go on.
     file_memory_mb: int = 1024  # 0 = no cap
@@ -369,6 +370,11 @@ LANGUAGE_NOTE = (
 )
 
 
+def decode_workers(config: Config) -> int:
+    """scan.decode_workers, with 0 meaning one per CPU core."""
+    return config.scan.decode_workers or os.cpu_count() or 1
+
+
 def keyword_languages(config: Config) -> tuple[str, ...]:
     """The languages photoscribe's keywords are written in ("zh+en" → ("zh", "en"))."""
     return tuple((config.language or "en").split("+"))
@@ -385,7 +391,7 @@ def validate(config: Config) -> Config:
     if language_note(config):
         logging.getLogger(__name__).warning(LANGUAGE_NOTE.format(value=config.language))
     checks = [
-        (config.model.batch_size >= 1, "model.batch_size must be at least 1"),
+        (config.model.batch_size >= 0, "model.batch_size must be at least 1 (or 0: auto)"),
         (config.tagging.top_k >= 1, "tagging.top_k must be at least 1"),
         (
             config.tagging.min_score is None or 0 <= config.tagging.min_score <= 1,
@@ -404,7 +410,10 @@ def validate(config: Config) -> Config:
         (config.llm.retries >= 0, "llm.retries must not be negative"),
         (0 <= config.metrics.port <= 65535, "metrics.port must be between 0 and 65535"),
         (0 <= config.web.port <= 65535, "web.port must be between 0 and 65535"),
-        (config.scan.decode_workers >= 1, "scan.decode_workers must be at least 1"),
+        (
+            config.scan.decode_workers >= 0,
+            "scan.decode_workers must be at least 1 (or 0: one per core)",
+        ),
         (config.scan.file_memory_mb >= 0, "scan.file_memory_mb must not be negative"),
         (config.scan.file_timeout_seconds > 0, "scan.file_timeout_seconds must be positive"),
         (config.watch.settle_seconds >= 0, "watch.settle_seconds must not be negative"),

@@ -24,7 +24,7 @@ from typing import Any
 from photoscribe import catchup
 from photoscribe.activity import Activity, LogProgress, status_line
 from photoscribe.backlog import fill_captions
-from photoscribe.config import Config
+from photoscribe.config import Config, decode_workers
 from photoscribe.errors import ConfigError, PhotoscribeError
 from photoscribe.fsutil import display, file_stat, stat_or_none
 from photoscribe.liveness import Pinger
@@ -34,6 +34,7 @@ from photoscribe.records import State, Summary
 from photoscribe.service import (
     build_captions,
     build_context_reader,
+    build_images,
     build_tagger,
     build_workers,
     build_writer_factory,
@@ -212,7 +213,7 @@ class Daemon:
         """Process due rows; False when there was nothing to do."""
         if self._batch_filling():
             return False
-        items = self.queue.take(self.config.model.batch_size * 4)
+        items = self.queue.take(self._batch_hint() * 4)
         if not items:
             return False
         items = self._not_in_flight(items)
@@ -235,7 +236,13 @@ class Daemon:
     def _batch_filling(self) -> bool:
         """Photos are still arriving and a batch is not full yet: wait a little."""
         recent = time.monotonic() - self._last_event < self.config.watch.batch_wait
-        return recent and self.queue.due_count() < self.config.model.batch_size
+        return recent and self.queue.due_count() < self._batch_hint()
+
+    def _batch_hint(self) -> int:
+        """model.batch_size, or for 0 (auto) the CPU's default (the pipeline picks the GPU's)."""
+        from photoscribe.vision.gpudecode import CPU_BATCH
+
+        return self.config.model.batch_size or CPU_BATCH
 
     def _settled(self, item: QueueItem) -> bool:
         """Unchanged since its last event: complete. Otherwise it goes back to wait."""
@@ -503,12 +510,13 @@ class Daemon:
             build_writer_factory(self.config, self.store, workers=self.workers, write=write),
             LogProgress(self.activity),
             batch_size=self.config.model.batch_size,
-            decode_workers=self.config.scan.decode_workers,
+            decode_workers=decode_workers(self.config),
             on_outcome=self._on_outcome,
             context_of=build_context_reader(self.config),
             workers=self.workers,
             decode=self.file_tasks.get("decode"),
             observe=self.metrics.observe,
+            images=build_images(self.config),
         )
 
     def _new_watcher(self) -> FolderWatcher:

@@ -15,7 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +26,16 @@ from photoscribe.fsutil import display, file_stat
 from photoscribe.progress import Progress
 from photoscribe.records import FileStat, Keyword, State, Summary, Tagging
 from photoscribe.store import PhotoRow, PhotoStore
+from photoscribe.vision.gpudecode import CpuImages
+from photoscribe.vision.jpeghead import JpegBytes
 from photoscribe.workers import PHASE, InProcess
-from photoscribe.worktasks import ContextSpec, LoadRequest, image_source, load_photo
+from photoscribe.worktasks import (
+    ContextSpec,
+    LoadRequest,
+    decode_pixels,
+    image_source,
+    load_photo,
+)
 from photoscribe.writing import AdoptedJob, LateCaptionJob, TaggedJob, Writer
 
 __all__ = ["Pipeline", "image_source"]
@@ -39,9 +47,10 @@ log = logging.getLogger(__name__)
 class Loaded:
     path: Path
     content_hash: str
-    tensor: Any
+    tensor: Any  # the model's input, or a vision.jpeghead.JpegBytes still to decode (GPU)
     context: str | None = None  # facts from the photo's metadata for the caption prompt
     recorded: Any = None  # metadata.recorded.Recorded: photoscribe already wrote these pixels
+    stat: FileStat | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +90,7 @@ class Pipeline:
         workers: Any = None,  # workers.WorkerPool; None: everything in this process
         decode: Callable[..., Any] | None = None,  # vision.loader.decode, or a test's
         observe: Callable[[str, float], None] | None = None,  # (stage, seconds per photo)
+        images: Any = None,  # vision.gpudecode strategy (None: CpuImages, all on the CPU)
     ) -> None:
         self.store = store
         self.tagger = tagger
@@ -94,6 +104,7 @@ class Pipeline:
         self.context = context_of  # None: only keywords go to the LLM (the default)
         self.workers = workers or InProcess()
         self.decode = decode
+        self.images = images or CpuImages()
         self.observe = observe or (lambda stage, seconds: None)  # e.g. Metrics.observe
         self.summary = Summary()
         self._lock = threading.Lock()
@@ -196,12 +207,13 @@ class Pipeline:
         return True
 
     def _process(self, todo: list[Path]) -> None:
+        batch_size = self.images.start(self.tagger.encoder, self.batch_size)
         with ThreadPoolExecutor(self.decode_workers, thread_name_prefix="decode") as pool:
             batch: list[Loaded] = []
-            for item in self._loaded(pool, todo):
+            for item in self._loaded(pool, todo, batch_size):
                 if isinstance(item, Loaded):
                     batch.append(item)
-                    if len(batch) >= self.batch_size:
+                    if len(batch) >= batch_size:
                         self._tag(batch)
                         batch = []
                 elif isinstance(item, Known):
@@ -211,10 +223,10 @@ class Pipeline:
             if batch:
                 self._tag(batch)
 
-    def _loaded(self, pool: ThreadPoolExecutor, todo: list[Path]) -> Iterator[Any]:
+    def _loaded(self, pool: ThreadPoolExecutor, todo: list[Path], batch_size: int) -> Iterator[Any]:
         """Load results in order, keeping two batches of reads in flight."""
         window: deque[Future[Any]] = deque()
-        ahead = max(2 * self.batch_size, self.decode_workers)
+        ahead = max(2 * batch_size, self.decode_workers)
         for path in todo:
             window.append(pool.submit(self._load, path))
             if len(window) >= ahead:
@@ -234,8 +246,8 @@ class Pipeline:
                 if known:
                     row = _prefer_same_path(known, path)
                     return Known(path, stat, got.content_hash, row, got.context)
-            tensor = self._tensor(got.pixels)
-            return Loaded(path, got.content_hash, tensor, got.context, got.recorded)
+            tensor = got.jpeg if got.jpeg is not None else self._tensor(got.pixels)
+            return Loaded(path, got.content_hash, tensor, got.context, got.recorded, stat)
         except PhotoError as exc:
             return Failed(path, stat, str(exc), is_transient(exc))
         except OSError as exc:
@@ -252,6 +264,7 @@ class Pipeline:
             model_id=None if self.force else encoder.model_id,
             context=self.context,
             decode=self.decode or decode,
+            jpeg_bytes=self.images.wants_jpeg,
         )
 
     def _tensor(self, pixels: Any) -> Any:
@@ -265,6 +278,9 @@ class Pipeline:
     # -- tagging and reuse ---------------------------------------------------------
     def _tag(self, batch: list[Loaded]) -> None:
         started = time.monotonic()
+        batch = self._decoded(batch)
+        if not batch:
+            return
         taggings = self.tagger.tag([item.tensor for item in batch])
         for _ in batch:  # each photo waited for its whole batch
             self.observe("tag", time.monotonic() - started)
@@ -275,6 +291,36 @@ class Pipeline:
                 self._writer.put(AdoptedJob(item.path, item.content_hash, adopted, caption))
             else:
                 self._caption_then_write(item.path, item.content_hash, tagging, item.context)
+
+    def _decoded(self, batch: list[Loaded]) -> list[Loaded]:
+        """``batch`` with its JPEGs decoded on the GPU; one the GPU cannot decode is decoded
+        on the CPU (in a worker), and one neither can is recorded as failed."""
+        pending = [i for i, item in enumerate(batch) if isinstance(item.tensor, JpegBytes)]
+        if not pending:
+            return batch
+        done = self.images.decode([batch[i].tensor for i in pending])  # timed as "tag"
+        ready: dict[int, Loaded | None] = {}
+        for i, result in zip(pending, done, strict=True):
+            item = batch[i]
+            if isinstance(result, Exception):
+                log.info("GPU decode failed for %s (%s): CPU decode", display(item.path), result)
+                result = self._cpu_fallback(item)
+            ready[i] = None if result is None else replace(item, tensor=result)
+        out = [ready.get(i, item) for i, item in enumerate(batch)]
+        return [item for item in out if item is not None]
+
+    def _cpu_fallback(self, item: Loaded) -> Any:
+        try:
+            pixels = self.workers.call(
+                "image decoder", decode_pixels, item.tensor.data, self._request()
+            )
+            return self._tensor(pixels)
+        except PhotoError as exc:
+            self._fail(item.path, item.stat, str(exc), transient=is_transient(exc))
+        except OSError as exc:
+            reason = f"cannot read the file: {exc.strerror or exc}"
+            self._fail(item.path, item.stat, reason, transient=is_transient(exc))
+        return None
 
     def _caption_then_write(
         self, path: Path, digest: str, tagging: Tagging, context: str | None = None

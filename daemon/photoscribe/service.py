@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from photoscribe.captioning import CaptionStage
-from photoscribe.config import Config
+from photoscribe.config import Config, decode_workers
 from photoscribe.errors import ConfigError
 from photoscribe.fsutil import display, read_photo, stat_or_none
 from photoscribe.pipeline import Pipeline
@@ -67,13 +67,20 @@ def build_context_reader(config: Config):
     return ContextSpec(config.llm.context, config.llm.language, config.llm.hemisphere)
 
 
+def build_images(config: Config):
+    """JPEGs decoded on the GPU when the model runs on CUDA, else everything on the CPU."""
+    from photoscribe.vision.gpudecode import images_for
+
+    return images_for(config.model)
+
+
 def build_workers(config: Config):
     """The worker processes that read, decode and write photo files (one per decode
     thread, one for the writer), with the per-file caps of ``scan:``."""
     from photoscribe.workers import Limits, WorkerPool
 
     limits = Limits(config.scan.file_memory_mb, config.scan.file_timeout_seconds)
-    return WorkerPool(config.scan.decode_workers + 1, limits)
+    return WorkerPool(decode_workers(config) + 1, limits)
 
 
 def build_writer_factory(
@@ -131,12 +138,14 @@ def scan(
     show=None,
     decode=None,
     write=None,
+    images=None,
 ) -> Summary:
     """`photoscribe scan`: tag, caption, write and index every photo under ``roots``.
 
     ``dry_run``: tag and caption, but write nothing; ``show(file, changes)`` is told what
     would change in each file. ``decode``, ``write``: the functions the worker processes
-    run on each file (defaults: vision.loader.decode, metadata.write_photo)."""
+    run on each file (defaults: vision.loader.decode, metadata.write_photo); ``images``:
+    how photos become model input (default from ``model:``, see ``build_images``)."""
     paths = find_photos(roots, config.scan)
     log.info("found %d photos under %s", len(paths), ", ".join(map(display, roots)))
     tagger = build_tagger(config)
@@ -155,12 +164,13 @@ def scan(
             ),
             progress,
             batch_size=config.model.batch_size,
-            decode_workers=config.scan.decode_workers,
+            decode_workers=decode_workers(config),
             force=force,
             dry_run=dry_run,
             context_of=build_context_reader(config),
             workers=workers,
             decode=decode,
+            images=images or build_images(config),
         )
         summary = pipeline.run(paths)
     finally:
@@ -388,7 +398,8 @@ def _fill_embeddings(config: Config, store: PhotoStore, paths: Sequence[Path]) -
 
     tagger = build_tagger(config)
     tagger.encoder.model.load()
-    return fill_embeddings(store, tagger, paths, config.model.batch_size)
+    batch_size = config.model.batch_size or build_images(config).start(tagger.encoder, 0)
+    return fill_embeddings(store, tagger, paths, batch_size)
 
 
 def _undo_photo(path: Path, entries: list, *, dry_run: bool, show) -> None:

@@ -19,6 +19,7 @@ from photoscribe.contenthash import photo_hash
 from photoscribe.errors import PhotoError
 from photoscribe.formats import is_raw, same_named_jpeg
 from photoscribe.fsutil import read_photo
+from photoscribe.vision.jpeghead import JpegBytes, gpu_jpeg
 from photoscribe.vision.loader import PixelPlan, decode, shrink
 
 Decode = Callable[..., Any]  # (data, min_side, raw=...) -> PIL.Image (vision.loader.decode)
@@ -45,14 +46,16 @@ class LoadRequest:
     model_id: str | None = None  # look for photoscribe's record of this model; None: don't
     context: ContextSpec | None = None
     decode: Decode = field(default=decode)
+    jpeg_bytes: bool = False  # a JPEG nvJPEG can decode comes back undecoded (GPU decoding)
 
 
 @dataclass(frozen=True)
 class LoadResult:
     content_hash: str
-    pixels: np.ndarray  # uint8, height × width × 3 (RGB)
+    pixels: np.ndarray | None  # uint8, height × width × 3 (RGB); None when ``jpeg`` is set
     context: str | None = None
     recorded: Any = None  # metadata.recorded.Recorded of these pixels by this model
+    jpeg: JpegBytes | None = None  # (request.jpeg_bytes) to decode on the GPU instead
 
 
 def load_photo(
@@ -68,8 +71,16 @@ def load_photo(
     recorded = _recorded(path, data, digest, request.model_id)
     say("image decoder")
     source, raw = image_source(path, data)
-    image = request.decode(source, request.min_side, raw=raw)
-    return LoadResult(digest, shrink(image, request.plan), context, recorded)
+    jpeg = gpu_jpeg(source) if request.jpeg_bytes and not raw else None
+    if jpeg is not None:
+        return LoadResult(digest, None, context, recorded, jpeg)
+    return LoadResult(digest, decode_pixels(source, request, raw=raw), context, recorded)
+
+
+def decode_pixels(data: bytes, request: LoadRequest, *, raw: bool = False) -> np.ndarray:
+    """The model-sized pixels of one image, decoded on the CPU (also the fallback for a
+    JPEG the GPU could not decode)."""
+    return shrink(request.decode(data, request.min_side, raw=raw), request.plan)
 
 
 def _recorded(path: Path, data: bytes, digest: str, model_id: str | None) -> Any:

@@ -226,6 +226,7 @@ def collect(
 
 
 def cmd_calibrate(config, args) -> int:
+    from photoscribe.config import decode_workers
     from photoscribe.service import build_tagger
 
     if not args.folder.is_dir():
@@ -234,7 +235,7 @@ def cmd_calibrate(config, args) -> int:
     vocabulary = tagger.vocabulary
     examples = collect(
         args.folder,
-        lambda items: embed_photos(tagger.encoder, items, config.scan.decode_workers),
+        lambda items: embed_photos(tagger.encoder, items, decode_workers(config)),
         vocabulary.lookup,
         vocabulary.ancestors,
         stored_embeddings(config, tagger.encoder.model_id),

@@ -13,6 +13,7 @@ from photoscribe.config import TaggingConfig
 from photoscribe.records import Keyword, Tagging
 from photoscribe.vision.calibrate import read_thresholds
 from photoscribe.vision.decide import ConceptTable, Rule, decide, softmax_rule
+from photoscribe.vision.gpudecode import stack_on
 from photoscribe.vision.labels import concept_embeddings, encode_text_short
 from photoscribe.vision.model import ClipModel
 from photoscribe.vision.vocabulary import vocabulary_for
@@ -49,7 +50,7 @@ class Encoder:
         import torch
 
         m = self.model.load()
-        batch = torch.stack(list(tensors)).to(m["device"], dtype=m["dtype"])
+        batch = stack_on(tensors, m["device"], m["dtype"])  # pinned + non-blocking on CUDA
         with torch.inference_mode():
             feats = m["model"].encode_image(batch, normalize=True)
         return _normalised(feats.float().cpu().numpy())

@@ -18,6 +18,7 @@ from conftest import tiny_config_dict
 from fixtures.synthetic import scenes
 
 PRECISIONS = ("fp32", "bf16")
+DTYPES = {"fp32": "torch.float32", "bf16": "torch.bfloat16"}
 NEAR = 0.01  # cosine distance to the threshold that bf16 rounding may cross
 
 
@@ -45,6 +46,8 @@ def run(tagger, images) -> tuple[list[list[str]], np.ndarray]:
     preprocess = tagger.encoder.preprocess()
     tensors = [preprocess(img) for img in images]
     taggings = tagger.tag(tensors)
+    precision = tagger.encoder.model.load()["precision"].precision
+    assert str(tagger.encoder.model.load()["dtype"]) == DTYPES[precision]  # really ran in it
     keywords = [[k.label for k in sorted(t.keywords, key=lambda k: -k.score)] for t in taggings]
     return keywords, tagger.encoder.encode_images(tensors)
 

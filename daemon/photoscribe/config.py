@@ -52,9 +52,10 @@ class ModelConfig:
     # Folder of extra open_clip model-config JSON files, for custom architectures.
     config_dir: Path | None = None
     device: str = "auto"
+    # auto: the faster of fp32/bf16 measured on this CPU (vision/precision.py); GPU: bf16/fp16
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     batch_size: int = 16
-    threads: int = 0  # torch intra-op threads on CPU; 0 = one per core
+    threads: int = 0  # torch intra-op threads on CPU; 0 = cores less the decode workers' share
 
 
 @dataclass(frozen=True)

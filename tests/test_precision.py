@@ -253,17 +253,18 @@ def doctor_precision(tmp_path: Path, raw: dict, capsys) -> str:
 def test_doctor_says_whether_this_host_was_measured(tmp_path: Path, capsys) -> None:
     raw = auto_config(tmp_path, device="cpu")
     threads = torch_threads(0, available_cores(), 2)
+    said = f"{threads} torch thread{'s' if threads != 1 else ''}"
     before = doctor_precision(tmp_path, raw, capsys)
     assert before == (
         "auto: not measured on this CPU yet; the first load times fp32 against bf16 "
-        f"(about 1 s) and caches the choice; {threads} torch threads"
+        f"(about 1 s) and caches the choice; {said}"
     )
     from photoscribe.service import build_tagger
 
     decision = build_tagger(config_from_dict(raw)).encoder.model.load()["precision"]
     after = doctor_precision(tmp_path, raw, capsys)
     cached = Decision(decision.precision, "cache", decision.rates)
-    assert after == f"{cached.describe()}; {threads} torch threads"
+    assert after == f"{cached.describe()}; {said}"
     assert "measured before, from the cache" in after
 
 

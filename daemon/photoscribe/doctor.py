@@ -106,7 +106,8 @@ def check_precision(config: Config) -> list[Check]:
     cores = available_cores()
     threads = torch_threads(m.threads, cores, config.scan.decode_workers)
     detail = planned(m.precision, m.device, model_id, threads, config.cache_dir, cores)
-    return [Check("clip precision", True, f"{detail}; {threads} torch threads")]
+    plural = "s" if threads != 1 else ""
+    return [Check("clip precision", True, f"{detail}; {threads} torch thread{plural}")]
 
 
 def check_llm(config: Config, make_captioner: Callable[[], Any]) -> list[Check]:

@@ -31,7 +31,7 @@ from photoscribe.vision.precision import (
 )
 from photoscribe.vision.threads import available_cores, torch_threads
 
-from conftest import tiny_config_dict
+from conftest import TINY_CLIP, tiny_config_dict
 
 INTEL_AMX = """processor\t: 0
 vendor_id\t: GenuineIntel
@@ -271,3 +271,64 @@ def test_doctor_says_whether_this_host_was_measured(tmp_path: Path, capsys) -> N
 def test_planned_names_the_configured_precision_and_the_gpu_rule(tmp_path: Path) -> None:
     assert planned("fp16", "cuda", "m", 1, tmp_path, 2) == "fp16 (model.precision)"
     assert planned("auto", "cuda:1", "m", 1, tmp_path, 2).startswith("auto on the GPU: bf16")
+
+
+def tiny_vit(tmp_path: Path):
+    """A randomly initialised 3-block ViT (the committed tiny CLIP has a ResNet tower)."""
+    import open_clip
+
+    config = {
+        "embed_dim": 16,
+        "vision_cfg": {
+            "image_size": 32,
+            "layers": 3,
+            "width": 16,
+            "patch_size": 16,
+            "head_width": 8,
+        },
+        "text_cfg": {
+            "context_length": 8,
+            "vocab_size": 49408,
+            "width": 16,
+            "heads": 2,
+            "layers": 1,
+        },
+    }
+    (tmp_path / "probe-vit.json").write_text(json.dumps(config))
+    open_clip.add_model_config(tmp_path / "probe-vit.json")
+    return open_clip.create_model("probe-vit").eval()
+
+
+def test_the_probe_times_one_block_and_leaves_the_weights_alone(tmp_path: Path) -> None:
+    import torch
+
+    from photoscribe.vision.precision import longest_block_list, visual_forward
+
+    model = tiny_vit(tmp_path)
+    before = {name: (t, t.clone()) for name, t in model.visual.state_dict(keep_vars=True).items()}
+    blocks = longest_block_list(model.visual)
+    ran: list[int] = []
+    for i, block in enumerate(blocks):
+        block.register_forward_hook(lambda *_, i=i: ran.append(i))
+    with visual_forward(model, "bf16", 32, 2) as (forward, part):
+        forward()
+    assert ran == [0] and part == 1 / 3
+    with torch.inference_mode():
+        model.visual(torch.rand(1, 3, 32, 32))  # the stopping hook is gone: every block runs
+    assert ran == [0, 0, 1, 2]
+    after = model.visual.state_dict(keep_vars=True)
+    assert all(after[name] is t and torch.equal(t, copy) for name, (t, copy) in before.items())
+
+
+def test_a_tower_without_repeated_blocks_is_timed_whole() -> None:
+    import open_clip
+
+    from photoscribe.vision.precision import visual_forward
+
+    open_clip.add_model_config(TINY_CLIP)
+    model = open_clip.create_model("tiny-clip").eval()  # a ResNet tower
+    calls: list[str] = []
+    model.visual.attnpool.register_forward_hook(lambda *_: calls.append("head"))
+    with visual_forward(model, "fp32", 64, 2) as (forward, part):
+        forward()
+    assert part == 1.0 and calls == ["head"]

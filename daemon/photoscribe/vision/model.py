@@ -161,9 +161,6 @@ def pick_device(requested: str) -> str:
     return requested
 
 
-DTYPE_NAMES = ("fp32", "bf16", "fp16")
-
-
 def explicit_precision(precision: str, device: str) -> str:
     """A precision set in model.precision (it wins over measuring), checked for the device."""
     if precision == "fp16" and not device.startswith("cuda"):

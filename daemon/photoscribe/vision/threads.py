@@ -9,6 +9,7 @@ model.threads is 0 the model leaves the decoders a share of the cores.
 
 from __future__ import annotations
 
+import math
 import os
 
 # Part of a core one decode worker keeps busy while the model runs (draft-mode JPEG
@@ -29,5 +30,5 @@ def torch_threads(configured: int, cores: int, decode_workers: int) -> int:
     at least one."""
     if configured > 0:
         return configured
-    busy = round(decode_workers * DECODE_SHARE + 0.49)  # a started core counts whole
+    busy = math.ceil(decode_workers * DECODE_SHARE)  # a started core counts whole
     return max(1, cores - busy)

@@ -30,6 +30,9 @@ def tiny_config_dict(tmp: Path, base_url: str = "http://127.0.0.1:9/v1") -> dict
             "config_dir": str(TINY_CLIP),
             "batch_size": 8,
             "threads": 2,
+            # fixed, so no test depends on which precision this host measures faster
+            # (test_precision.py tests "auto")
+            "precision": "fp32",
         },
         "tagging": {"labels_file": str(TINY_CLIP / "labels.txt"), "top_k": 3, "min_score": 0.1},
         "llm": {"base_url": base_url, "timeout": 5.0, "retries": 1},

@@ -39,12 +39,14 @@ def test_healthy_setup(doctor, fake_llm) -> None:
     assert set(found) == {
         "index",
         "clip weights",
+        "clip precision",
         "vocabulary",
         "llm models",
         "llm caption",
         "llm thinking switch",
     }
     assert "first scan creates it" in found["index"]["detail"]
+    assert found["clip precision"]["detail"] == "fp32 (model.precision); 2 torch threads"
     assert (
         found["vocabulary"]["detail"]
         == "11 concepts (" + str(TINY_CLIP / "labels.txt") + "); keywords in en"

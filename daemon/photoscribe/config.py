@@ -52,10 +52,11 @@ class ModelConfig:
     # Folder of extra open_clip model-config JSON files, for custom architectures.
     config_dir: Path | None = None
     device: str = "auto"
+    # auto: the faster of fp32/bf16 measured on this CPU (vision/precision.py); GPU: bf16/fp16
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     batch_size: int = 16  # 0 = auto: from the free GPU memory on CUDA, 16 on the CPU
     gpu_decode: bool = True  # on CUDA, decode JPEGs on the GPU (nvJPEG); others on the CPU
-    threads: int = 0  # torch intra-op threads on CPU; 0 = one per core
+    threads: int = 0  # torch intra-op threads on CPU; 0 = cores less the decode workers' share
 
 
 @dataclass(frozen=True)

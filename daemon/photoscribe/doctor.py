@@ -91,6 +91,25 @@ def check_weights(config: Config) -> Check:
     return Check("clip weights", True, f"{config.model.arch} from {source}")
 
 
+def check_precision(config: Config) -> list[Check]:
+    """The precision the model will run in, and whether this host's choice is measured yet
+    (nothing when the weights are missing: check_weights says why)."""
+    from photoscribe.vision.model import resolve_weights
+    from photoscribe.vision.precision import planned
+    from photoscribe.vision.threads import available_cores, torch_threads
+
+    m = config.model
+    try:
+        model_id = resolve_weights(m).model_id
+    except ModelError:
+        return []
+    cores = available_cores()
+    threads = torch_threads(m.threads, cores, config.scan.decode_workers)
+    detail = planned(m.precision, m.device, model_id, threads, config.cache_dir, cores)
+    plural = "s" if threads != 1 else ""
+    return [Check("clip precision", True, f"{detail}; {threads} torch thread{plural}")]
+
+
 def check_llm(config: Config, make_captioner: Callable[[], Any]) -> list[Check]:
     if not config.llm.enabled:
         return [Check("llm", True, "disabled (llm.enabled: false): keywords only")]
@@ -145,6 +164,7 @@ def run_checks(config: Config, make_captioner: Callable[[], Any]) -> list[Check]
         check_index(config),
         *check_folders(config),
         check_weights(config),
+        *check_precision(config),
         check_vocabulary(config),
         *check_llm(config, make_captioner),
     ]

@@ -27,7 +27,10 @@ CAPTION_BACKLOG_PER_SLOT = 4
 def build_tagger(config: Config):
     from photoscribe.vision import ClipModel, Encoder, Tagger
 
-    return Tagger(Encoder(ClipModel(config.model)), config.tagging, config.cache_dir)
+    model = ClipModel(
+        config.model, cache_dir=config.cache_dir, decode_workers=decode_workers(config)
+    )
+    return Tagger(Encoder(model), config.tagging, config.cache_dir)
 
 
 def build_wording(config: Config):

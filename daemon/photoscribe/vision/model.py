@@ -20,7 +20,16 @@ from urllib.parse import urlparse
 
 from photoscribe.config import ModelConfig
 from photoscribe.errors import ModelError
+from photoscribe.vision.precision import (
+    Decision,
+    cuda_precision,
+    decide_cpu,
+    host_key,
+    model_rate_of,
+    read_cpuinfo,
+)
 from photoscribe.vision.pretrained import open_clip_lookup
+from photoscribe.vision.threads import available_cores, torch_threads
 
 PretrainedLookup = Callable[[str, str], tuple[dict[str, Any], list[str]]]
 
@@ -152,27 +161,16 @@ def pick_device(requested: str) -> str:
     return requested
 
 
-def cpu_has_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+def explicit_precision(precision: str, device: str) -> str:
+    """A precision set in model.precision (it wins over measuring), checked for the device."""
+    if precision == "fp16" and not device.startswith("cuda"):
+        raise ModelError("model.precision fp16 is not supported on the CPU; use auto, bf16 or fp32")
+    return precision
 
 
-def _auto_precision(device: str) -> str:
-    if device.startswith("cuda"):
-        return "fp16"
-    return "bf16" if cpu_has_bf16() else "fp32"
-
-
-def pick_dtype(precision: str, device: str) -> Any:
+def to_dtype(precision: str) -> Any:
     import torch
 
-    if precision == "auto":
-        precision = _auto_precision(device)
-    if precision == "fp16" and device == "cpu":
-        raise ModelError("model.precision fp16 is not supported on the CPU; use auto, bf16 or fp32")
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
@@ -195,9 +193,21 @@ def trim_heap() -> bool:
 class ClipModel:
     """An OpenCLIP model loaded on first use; thread-safe load/unload."""
 
-    def __init__(self, cfg: ModelConfig, *, trim: Callable[[], object] = trim_heap) -> None:
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        *,
+        trim: Callable[[], object] = trim_heap,
+        cache_dir: Path | None = None,
+        decode_workers: int = 0,
+    ) -> None:
+        """``cache_dir``: where ``precision: auto`` keeps what it measured (None: measure
+        at every load); ``decode_workers``: the decode processes that run beside the model
+        (the torch threads leave them their share of the cores)."""
         self.cfg = cfg
         self.weights = resolve_weights(cfg)
+        self.cache_dir = cache_dir
+        self.decode_workers = decode_workers
         self._trim = trim  # returns freed memory to the system after an unload
         self._lock = threading.Lock()
         self._loaded: dict[str, Any] | None = None
@@ -242,9 +252,12 @@ class ClipModel:
             raise unknown_arch(self.cfg.arch)
         ensure_downloadable(self.cfg, self.weights)
         device = pick_device(self.cfg.device)
-        dtype = pick_dtype(self.cfg.precision, device)
+        if self.cfg.precision != "auto":
+            explicit_precision(self.cfg.precision, device)
+        threads = torch.get_num_threads()
         if device == "cpu":
-            torch.set_num_threads(self.cfg.threads or os.cpu_count() or 1)
+            threads = torch_threads(self.cfg.threads, available_cores(), self.decode_workers)
+            torch.set_num_threads(threads)
         try:
             model, _, preprocess = open_clip.create_model_and_transforms(
                 self.cfg.arch, pretrained=self.weights.source, device=device
@@ -254,9 +267,12 @@ class ClipModel:
                 f"cannot load CLIP weights {self.weights.source} for {self.cfg.arch}: {exc}. "
                 "Check that the file matches the architecture (model.arch)"
             ) from exc
-        model = model.to(dtype=dtype).eval()
-        log.info("CLIP model %s on %s (%s)", self.model_id, device, str(dtype).split(".")[-1])
+        precision = self._precision(model.eval(), device, threads)
+        dtype = to_dtype(precision.precision)
+        model = model.to(dtype=dtype)
+        log.info("CLIP model %s on %s (%s)", self.model_id, device, precision.describe())
         return {
+            "precision": precision,
             "model": model,
             "preprocess": preprocess,
             "tokenizer": open_clip.get_tokenizer(self.cfg.arch),
@@ -264,3 +280,24 @@ class ClipModel:
             "dtype": dtype,
             "logit_scale": float(model.logit_scale.exp().item()),
         }
+
+    def _precision(self, model: Any, device: str, threads: int) -> Decision:
+        """model.precision when set; on a GPU bf16 where supported; on the CPU the faster
+        of fp32 and bf16 measured on ``model``'s image tower (cached per host)."""
+        if self.cfg.precision != "auto":
+            return Decision(self.cfg.precision, "model.precision")
+        if device.startswith("cuda"):
+            import torch
+
+            return Decision(cuda_precision(torch.cuda.is_bf16_supported()), "gpu")
+        cpuinfo = read_cpuinfo()
+        key = host_key(
+            device=device,
+            threads=threads,
+            model=self.model_id,
+            cpuinfo=cpuinfo,
+            cores=available_cores(),
+        )
+        size = model.visual.image_size
+        size = int(size[0] if isinstance(size, (tuple, list)) else size)
+        return decide_cpu(key, self.cache_dir, model_rate_of(model, size))

@@ -1,0 +1,64 @@
+"""One end-to-end scan in its own process, for bench/bench_scan.py (which measures its
+memory from outside): ``python bench/scan_child.py CONFIG.json FOLDER``.
+
+Runs photoscribe.service.scan (LLM off) on FOLDER with the config dict in CONFIG.json and
+prints one JSON line: the summary's counts, the scan's wall time, the time until the first
+photo was done and the rate after it, the CPU seconds of this process and its reaped
+children (the worker processes), and this process's peak RSS.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "daemon"))
+
+
+def cpu_seconds(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run(config_path: Path, folder: Path) -> dict:
+    from photoscribe.config import config_from_dict
+    from photoscribe.progress import Progress
+    from photoscribe.service import scan
+
+    config = config_from_dict(json.loads(config_path.read_text()))
+    done: list[float] = []  # when each photo was done
+
+    class Timed(Progress):
+        def advance(self, outcome: str, path: Path | None = None) -> None:
+            done.append(time.perf_counter())
+            super().advance(outcome, path)
+
+    cpu_before = cpu_seconds(resource.RUSAGE_SELF) + cpu_seconds(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    summary = scan(config, [folder], progress=Timed(bar=False), captions=False)
+    wall = time.perf_counter() - started
+    cpu = cpu_seconds(resource.RUSAGE_SELF) + cpu_seconds(resource.RUSAGE_CHILDREN) - cpu_before
+    return {
+        "tagged": summary.tagged,
+        "skipped": summary.skipped,
+        "failed": summary.failed,
+        "failures": [f"{p.name}: {why}" for p, why in summary.failures[:5]],
+        "wall_s": wall,
+        "first_done_s": (done[0] - started) if done else None,
+        # photos/s once the first photo is done (start-up left out); None below 2 photos
+        "steady_photos_per_s": (len(done) - 1) / (done[-1] - done[0])
+        if len(done) > 1 and done[-1] > done[0]
+        else None,
+        "cpu_s": cpu,
+        "main_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(Path(sys.argv[1]), Path(sys.argv[2]))), flush=True)

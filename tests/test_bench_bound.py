@@ -30,7 +30,6 @@ from camera_photos import (  # noqa: E402
     size_for,
     smooth_pixels,
 )
-
 from photoscribe.contenthash import content_hash, photo_hash  # noqa: E402
 from photoscribe.vision.loader import decode  # noqa: E402
 from photoscribe.worktasks import image_source  # noqa: E402

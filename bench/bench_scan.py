@@ -64,6 +64,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--photos", type=int, help="photos per set (default 48; --quick 12)")
     p.add_argument("--sizes", default="12,24", help="megapixels of the JPEG sets, e.g. 12,24")
     p.add_argument("--mixed", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--mixed-photos", type=int, help="photos of the mixed set (photos/2, ≤ 48)")
     p.add_argument("--repeats", type=int, help="measured rounds (default 3; --quick 1)")
     p.add_argument("--warmup", type=int, default=1, help="discarded rounds first")
     p.add_argument("--quick", action="store_true", help="a smoke run: few photos and rounds")
@@ -93,7 +94,8 @@ def photo_sets(args: argparse.Namespace) -> list[PhotoSet]:
     sets = [PhotoSet(f"{mp:g} MP JPEG", args.photos, mp) for mp in args.sizes]
     if args.mixed:
         formats = ["jpeg", "png", "raw"] + (["heic"] if heic_available() else [])
-        count = max(len(formats), args.photos // 2 // len(formats) * len(formats))
+        wanted = args.mixed_photos or min(48, args.photos // 2)
+        count = max(len(formats), wanted // len(formats) * len(formats))
         mp = args.sizes[0] if args.sizes else 12.0
         sets.append(PhotoSet(f"mixed {'/'.join(formats)} {mp:g} MP", count, mp, tuple(formats)))
     return sets
@@ -203,24 +205,19 @@ def with_section(config: dict[str, Any], section: str, **values: Any) -> dict[st
     return out
 
 
-def model_rate(tagger: Any, batch: int, batches: int) -> float:
-    """images/s of tagger.tag on ready tensors (the caller warmed it up)."""
+def model_rate(tagger: Any, batch: int, min_batches: int, min_seconds: float) -> float:
+    """images/s of tagger.tag on ready CPU tensors (moved to the device as in a scan), over
+    at least ``min_batches`` batches and ``min_seconds``; the caller warmed it up. tag()
+    returns numpy arrays, so each batch has finished on the device when it returns."""
     import torch
 
     size = tagger.encoder.input_size()
     tensors = [torch.rand(3, size, size) for _ in range(batch)]
-    started = time.perf_counter()
-    for _ in range(batches):
+    done, started = 0, time.perf_counter()
+    while done < min_batches or time.perf_counter() - started < min_seconds:
         tagger.tag(tensors)
-    sync(tagger)
-    return batch * batches / (time.perf_counter() - started)
-
-
-def sync(tagger: Any) -> None:
-    if tagger.encoder.model.load()["device"].startswith("cuda"):
-        import torch
-
-        torch.cuda.synchronize()
+        done += 1
+    return batch * done / (time.perf_counter() - started)
 
 
 # -- per-photo core-times ----------------------------------------------------------------
@@ -379,6 +376,7 @@ def scan_once(
     shutil.rmtree(work, ignore_errors=True)
     folder = work / "photos"
     shutil.copytree(pristine, folder, ignore=shutil.ignore_patterns(".*"))
+    os.sync()  # the copy's write-back must not run during the timed scan
     config = dict(config_dict, index_path=str(work / "index.sqlite3"))
     config_path = work / "config.json"
     config_path.write_text(json.dumps(config))
@@ -432,7 +430,8 @@ class Bench:
     def round(self, keep: bool) -> None:
         """One measurement of everything, interleaved; kept unless it is a warm-up."""
         batch = self.tagger_batch()
-        rate = model_rate(self.tagger, batch, max(2, 64 // batch) if not self.args.quick else 2)
+        seconds = 0.3 if self.args.quick else 2.0
+        rate = model_rate(self.tagger, batch, max(2, 64 // batch), seconds)
         if keep:
             self.model.append(rate)
         for photo_set, folder in self.sets:
@@ -560,11 +559,11 @@ def _scan_summary(results: list[dict[str, Any]], bound: float) -> dict[str, Any]
 NAME_WIDTH = 46
 
 
-def _row(name: str, rate: float | None, note: str = "") -> str:
-    """measure | photos/s | ms per photo (1000 / photos/s) | note (the ratio)."""
+def _row(name: str, rate: float | None, note: str = "", *, ms: bool = True) -> str:
+    """measure | photos/s | ms per photo (1000 / photos/s; ``ms`` False: none) | note."""
     ok = rate is not None and math.isfinite(rate) and rate > 0
     rate_s = f"{rate:9.1f}" if ok else f"{'—':>9}"
-    ms_s = f"{1000 / rate:8.1f}" if ok else f"{'—':>8}"
+    ms_s = f"{1000 / rate:8.1f}" if ok and ms else f"{'—':>8}"
     return f"{name:<{NAME_WIDTH}} | {rate_s} | {ms_s} | {note}"
 
 
@@ -586,7 +585,12 @@ def set_rows(s: dict[str, Any], cores: int, workers: int) -> list[str]:
             cores,
             f"; one write takes {s['writer_wall_ms']:.1f} ms wall",
         ),
-        _row(f"decode pool ({workers} workers)", s["decode_pool_bound"], "(info) workers ÷ decode"),
+        _row(
+            f"decode pool ({workers} workers)",
+            s["decode_pool_bound"],
+            "(info) workers ÷ decode core-time",
+            ms=False,
+        ),
         _row("BOUND with writes", s["bound_writes"], "1.00"),
         _row("BOUND without writes", s["bound_no_writes"], "1.00"),
     ]
@@ -654,14 +658,19 @@ def header_line(info: dict[str, Any], args: argparse.Namespace, touched: float) 
 
 
 # -- main ---------------------------------------------------------------------------------------
-def prepare(args: argparse.Namespace, work: Path) -> tuple[dict[str, Any], Any]:
+def prepare(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
+    """The config and a loaded, warmed-up tagger (label embeddings cached on disk, where
+    the scans' processes find them)."""
+    import torch
+
     from photoscribe.config import config_from_dict
     from photoscribe.service import build_tagger
 
     config_dict = base_config(args, args.out / "cache")
-    tagger = build_tagger(config_from_dict(config_dict))
-    tagger.label_matrix()  # the text tower once; cached on disk for the scans too
-    tagger.background_matrix()
+    config = config_from_dict(config_dict)
+    tagger = build_tagger(config)
+    size = tagger.encoder.input_size()
+    tagger.tag([torch.rand(3, size, size)] * config.model.batch_size)  # warm-up
     return config_dict, tagger
 
 
@@ -674,7 +683,7 @@ def main(argv: list[str] | None = None) -> int:
     sets = [(s, build_set(s, args.out / "photos")) for s in photo_sets(args)]
     work = Path(tempfile.mkdtemp(prefix="photoscribe-bench-"))
     try:
-        config_dict, tagger = prepare(args, work)
+        config_dict, tagger = prepare(args)
         info = machine_info(args, tagger.encoder.model.load())
         modes, mode_notes = scan_modes(args, config_dict, info)
         bench = Bench(args, config_dict, tagger, sets, work, modes=modes)

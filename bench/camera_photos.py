@@ -24,8 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-VERSION = 1  # bump when the pixels change, so cached sets are made again
+VERSION = 2  # bump when the pixels or encodings change, so cached sets are made again
 JPEG_QUALITY = 90
+# HEVC at quality 55: ~0.37 MB per MP, near a phone's HEIC; x265's "superfast" preset
+# encodes ~3x faster than its default (a 12 MP photo took 3 minutes on 2 busy cores)
+HEIC_QUALITY, HEIC_PRESET = 55, "superfast"
 LUMA_GRAIN = 3.0  # sigma of the per-pixel luminance noise (8-bit levels)
 CHROMA_GRAIN = 2.0  # sigma of the per-channel colour noise
 FORMATS = ("jpeg", "png", "heic", "raw")
@@ -173,7 +176,7 @@ def encode(pixels: np.ndarray, fmt: str, seed: int) -> bytes:
         from pillow_heif import register_heif_opener
 
         register_heif_opener()
-        img.save(buf, "HEIF", quality=JPEG_QUALITY)
+        img.save(buf, "HEIF", quality=HEIC_QUALITY, enc_params={"preset": HEIC_PRESET})
     elif fmt == "raw":
         return _raw(img, seed)
     else:

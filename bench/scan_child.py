@@ -4,7 +4,7 @@ memory from outside): ``python bench/scan_child.py CONFIG.json FOLDER``.
 Runs photoscribe.service.scan (LLM off) on FOLDER with the config dict in CONFIG.json and
 prints one JSON line: the summary's counts, the scan's wall time, the time until the first
 photo was done and the rate after it, the CPU seconds of this process and its reaped
-children (the worker processes), and this process's peak RSS.
+children (the worker processes), and this process's peak RSS (VmHWM).
 """
 
 from __future__ import annotations
@@ -56,8 +56,17 @@ def run(config_path: Path, folder: Path) -> dict:
         if len(done) > 1 and done[-1] > done[0]
         else None,
         "cpu_s": cpu,
-        "main_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "main_peak_rss_mb": peak_rss_mb(),
     }
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS (VmHWM). Not getrusage's ru_maxrss: Linux carries that over
+    from the forked copy of the parent across exec, so it would report the parent's size."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 if __name__ == "__main__":

@@ -51,13 +51,18 @@ def run(config_path: Path, folder: Path) -> dict:
         "failures": [f"{p.name}: {why}" for p, why in summary.failures[:5]],
         "wall_s": wall,
         "first_done_s": (done[0] - started) if done else None,
-        # photos/s once the first photo is done (start-up left out); None below 2 photos
-        "steady_photos_per_s": (len(done) - 1) / (done[-1] - done[0])
-        if len(done) > 1 and done[-1] > done[0]
-        else None,
+        "steady_photos_per_s": steady_rate(done, config.model.batch_size),
         "cpu_s": cpu,
         "main_peak_rss_mb": peak_rss_mb(),
     }
+
+
+def steady_rate(done: list[float], batch: int) -> float | None:
+    """photos/s from the first photo done to the last (start-up left out); None unless
+    more than two batches were done (photos finish a batch at a time)."""
+    if len(done) <= 2 * batch or done[-1] <= done[0]:
+        return None
+    return (len(done) - 1) / (done[-1] - done[0])
 
 
 def peak_rss_mb() -> float:

@@ -33,6 +33,7 @@ from camera_photos import (  # noqa: E402
 from photoscribe.contenthash import content_hash, photo_hash  # noqa: E402
 from photoscribe.vision.loader import decode  # noqa: E402
 from photoscribe.worktasks import image_source  # noqa: E402
+from scan_child import steady_rate  # noqa: E402
 
 TINY = Path(__file__).parent / "fixtures" / "tiny_clip"
 
@@ -66,6 +67,13 @@ def test_pool_bound_and_ratio():
     assert ratio(20.0, 25.0) == pytest.approx(0.8)
     assert math.isnan(ratio(20.0, 0.0))
     assert math.isnan(ratio(20.0, math.inf))
+
+
+def test_the_steady_rate_leaves_out_start_up_and_needs_more_than_two_batches():
+    done = [10.0 + 0.5 * i for i in range(9)]  # first photo after 10 s, then 2 photos/s
+    assert steady_rate(done, batch=4) == pytest.approx(2.0)
+    assert steady_rate(done[:8], batch=4) is None  # two batches: one burst after another
+    assert steady_rate([], batch=1) is None
 
 
 # -- camera-like photos ------------------------------------------------------------------------
@@ -163,4 +171,5 @@ def test_a_quick_run_prints_the_table_and_writes_the_figures(tmp_path: Path):
     assert set(one["scans"]) == {"writes", "no writes"}
     for scan in one["scans"].values():  # every photo really tagged (the bench checks == 4)
         assert scan["photos_per_s"] > 0 and 0 < scan["ratio"] < math.inf
-        assert scan["peak_pss_mb"] > 0
+        assert 0 < scan["peak_pss_mb"] <= scan["peak_rss_mb"]
+        assert scan["main_peak_rss_mb"] > 0

@@ -721,5 +721,15 @@ def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
     return {k: str(v) if isinstance(v, Path) else v for k, v in values.items()}
 
 
+def run_main() -> int:
+    from photoscribe.errors import PhotoscribeError
+
+    try:
+        return main()
+    except PhotoscribeError as exc:  # e.g. --device cuda on a machine without a GPU
+        print(f"bench_scan: {exc}", file=sys.stderr)
+        return 2
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_main())

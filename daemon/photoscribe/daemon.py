@@ -113,6 +113,7 @@ class Daemon:
         self._caption_wait = config.watch.caption_retry_seconds
         self._next_captions = 0.0
         self._last_event = 0.0
+        self._hold: float | None = None  # seconds the due photos wait for a fuller batch
         self._last_work = time.monotonic()
         self._last_full_scan = time.monotonic()
         self._last_state = 0.0
@@ -182,7 +183,7 @@ class Daemon:
             self.controls.wake.wait(self._sleep_time())
 
     def _sleep_time(self) -> float:
-        wait = self.queue.seconds_to_next()
+        wait = self._hold if self._hold is not None else self.queue.seconds_to_next()
         interval = getattr(self.notifier, "watchdog_interval", None) or TICK_S
         return min(TICK_S, interval, wait if wait is not None else TICK_S)
 
@@ -210,7 +211,8 @@ class Daemon:
 
     def _work(self) -> bool:
         """Process due rows; False when there was nothing to do."""
-        if self._batch_filling():
+        self._hold = self._batch_hold()
+        if self._hold is not None:
             return False
         items = self.queue.take(self.config.model.batch_size * 4)
         if not items:
@@ -232,10 +234,14 @@ class Daemon:
             self.queue.later(item, max(self.config.watch.settle_seconds, TICK_S), None)
         return [i for i in items if i not in busy]
 
-    def _batch_filling(self) -> bool:
-        """Photos are still arriving and a batch is not full yet: wait a little."""
-        recent = time.monotonic() - self._last_event < self.config.watch.batch_wait
-        return recent and self.queue.due_count() < self.config.model.batch_size
+    def _batch_hold(self) -> float | None:
+        """Seconds to wait for more photos before the due ones are taken: while a batch is
+        not full and another photo comes due within the batch wait (counted from the last
+        event). None: take them now — a lone photo never waits for a batch."""
+        left = self.config.watch.batch_wait - (time.monotonic() - self._last_event)
+        if left <= 0 or self.queue.due_count() >= self.config.model.batch_size:
+            return None
+        return self.queue.next_arrival(left)
 
     def _settled(self, item: QueueItem) -> bool:
         """Unchanged since its last event: complete. Otherwise it goes back to wait."""

@@ -1,8 +1,9 @@
 """What keeps a lone photo quick (issue 13's latency target; its timing is in
 bench/bench_daemon.py): a photo renamed into place counts as complete, like one its
 writer closed; a due photo waits for a fuller batch only while another photo is on its
-way, never for the event of photoscribe's own write; and while it waits the main loop
-sleeps instead of spinning."""
+way, never for the event of photoscribe's own write; while it waits the main loop
+sleeps instead of spinning; and the worker processes and the image tower are warm before
+READY."""
 
 from __future__ import annotations
 
@@ -18,11 +19,18 @@ from photoscribe.cli import main
 from photoscribe.config import ScanConfig, config_from_dict
 from photoscribe.daemon import Controls, Daemon
 from photoscribe.fsutil import file_stat
+from photoscribe.service import build_tagger
 from photoscribe.store import open_store
 from photoscribe.store.queue import PHOTO
 from photoscribe.watcher import FolderWatcher, Inbox
 
-from fixtures.daemon import RecordingNotifier, process_config, wait_until, write_photo
+from fixtures.daemon import (
+    RecordingNotifier,
+    process_config,
+    running_daemon,
+    wait_until,
+    write_photo,
+)
 from fixtures.exiftool import read_tags
 
 LONG_WAIT = 600.0  # batch_wait: long enough that it never runs out while a test runs
@@ -108,3 +116,25 @@ def test_a_photo_waits_for_the_next_one_on_its_way_and_the_loop_sleeps(daemon) -
     assert not d._work()  # held for a fuller batch
     assert d.queue.due_count() == 1
     assert d._sleep_time() > 0  # until the next one comes due (or an event): no busy loop
+
+
+def test_workers_and_the_image_tower_are_warm_before_ready(tmp_path: Path) -> None:
+    """The first photo after a start does not wait for worker processes to start or for
+    the model's first run."""
+    photos, raw = process_config(tmp_path)
+    config = config_from_dict(raw)
+    tagger = build_tagger(config)
+    runs: list[int] = []
+    encode = tagger.encoder.encode_images
+
+    def counted(tensors):
+        runs.append(len(tensors))
+        return encode(tensors)
+
+    tagger.encoder.encode_images = counted
+    with running_daemon(config, tagger=tagger) as d:
+        assert d.notifier.ready_event.is_set()
+        assert runs == [1]  # before READY, with no photo yet
+        assert len(d.workers._workers) == d.workers.size
+        assert all(w.alive for w in d.workers._workers)
+        assert not list(photos.iterdir())

@@ -130,6 +130,7 @@ class Daemon:
     def run(self) -> None:
         self.tagger.encoder.model.load()  # missing weights: fail now, with the how-to
         self.tagger.label_matrix()
+        self._warm_up()
         self._last_work = time.monotonic()
         released = self.queue.release_leases()
         if released:
@@ -149,6 +150,15 @@ class Daemon:
                 self._tick()
         finally:
             self._shutdown()
+
+    def _warm_up(self) -> None:
+        """Before READY: start the worker processes and run the image tower once, so the
+        first photo after a start is as quick as the ones after it."""
+        import torch  # loaded with the model already
+
+        self.workers.warm()
+        size = self.tagger.encoder.input_size()
+        self.tagger.encoder.encode_images([torch.zeros(3, size, size)])
 
     def _shutdown(self) -> None:
         self.pinger.stop()
@@ -573,6 +583,7 @@ class Daemon:
         self.pipeline = self._new_pipeline()
         self.watcher = self._new_watcher()
         self.presence = Presence(self.volumes, self.watcher.roots)
+        self.workers.warm()
         self.watcher.start()
         self._request_scan(self.watcher.roots)
         logging.getLogger().setLevel(new.log_level)

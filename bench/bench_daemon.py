@@ -113,6 +113,30 @@ def inode(path: Path) -> tuple[int, int] | None:
     return st.st_ino, st.st_mtime_ns
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def stage_means(port: int) -> dict[str, tuple[float, int]]:
+    """Mean seconds per photo of each pipeline stage so far, from the daemon's metrics."""
+    from urllib.request import urlopen
+
+    text = urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    sums: dict[str, float] = {}
+    counts: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("photoscribe_stage_duration_seconds_"):
+            name, value = line.rsplit(" ", 1)
+            stage = name.split('stage="', 1)[1].split('"', 1)[0]
+            if name.startswith("photoscribe_stage_duration_seconds_sum"):
+                sums[stage] = float(value)
+            elif name.startswith("photoscribe_stage_duration_seconds_count"):
+                counts[stage] = float(value)
+    return {k: (sums[k] / counts[k], int(counts[k])) for k in sums if counts.get(k)}
+
+
 # -- the daemon ----------------------------------------------------------------------------
 @dataclass
 class Setup:
@@ -131,6 +155,7 @@ class Setup:
         }
         if watched is not None:
             raw["watch"] = {"folders": [str(watched)]}  # the product's settle and batch waits
+            raw["metrics"] = {"enabled": True, "port": free_port()}  # stage times
         if self.decode_workers:
             raw["scan"] = {"decode_workers": self.decode_workers}
         return raw
@@ -143,6 +168,7 @@ class DaemonProcess:
         import yaml
 
         self.folder = folder
+        self.port = int(raw["metrics"]["port"])
         self.cfg = folder / "config.yaml"
         self.cfg.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
         self.log = folder / "daemon.log"
@@ -346,6 +372,8 @@ def run(args: argparse.Namespace) -> list[tuple[str, str, str, str]]:
                 rows += summary_rows(f"one by one, {how}", got)
             if len(arrivals) > 1:
                 rows += summary_rows("one by one, all", every)
+            for stage, (mean, n) in stage_means(daemon.port).items():
+                rows.append((f"one by one: {stage}, mean of {n} (s)", f"{mean:.3f}", "", ""))
             card = photos[singles:]
             imported = card_import(card, watched / "DCIM" / "100CANON", 60 + 10 * len(card))
         finally:

@@ -138,3 +138,27 @@ def test_workers_and_the_image_tower_are_warm_before_ready(tmp_path: Path) -> No
         assert len(d.workers._workers) == d.workers.size
         assert all(w.alive for w in d.workers._workers)
         assert not list(photos.iterdir())
+
+
+def test_photos_that_come_due_during_a_run_join_it(daemon) -> None:
+    """A card import is one pipeline run, as in a scan (its decode pool is not emptied and
+    restarted every take): more than one take of due photos, one `process` call."""
+    d, photos, _known = daemon
+    many = [
+        write_photo(photos / "DCIM" / f"IMG_{i:04d}.JPG", i, size=(64, 64)) for i in range(5 * 8)
+    ]
+    d.queue.add([(p, PHOTO, file_stat(p)) for p in many])
+    assert d.config.model.batch_size * 4 < len(many)  # more than one take
+    calls: list[int] = []
+    process = d.pipeline.process
+
+    def counted(paths) -> None:
+        calls.append(1)
+        process(paths)
+
+    d.pipeline.process = counted
+    assert d._work()
+    d.pipeline.flush()
+    assert calls == [1]
+    assert all(d.store.by_path(p) is not None and d.store.by_path(p).keywords for p in many)
+    assert d.queue.due_count() == 0

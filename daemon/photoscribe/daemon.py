@@ -16,7 +16,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -229,11 +229,11 @@ class Daemon:
             return False
         items = self._not_in_flight(items)
         ready = [i for i in items if i.kind == PHOTO and self._settled(i)]
+        gone = [i for i in items if i.kind == GONE]
         if ready:  # first: a photo moved here is found by its hash under its old path
-            self._process(ready)
-        for item in items:
-            if item.kind == GONE:
-                self._forget(item)
+            gone += self._process(ready)
+        for item in gone:
+            self._forget(item)
         return True
 
     def _not_in_flight(self, items: list[QueueItem]) -> list[QueueItem]:
@@ -267,20 +267,47 @@ class Daemon:
         self.queue.later(item, self.config.watch.settle_seconds, stat)
         return False
 
-    def _process(self, items: Sequence[QueueItem]) -> None:
-        with self._taken_lock:
-            self._taken.update((i.path, i.seq) for i in items)
+    def _process(self, items: Sequence[QueueItem]) -> list[QueueItem]:
+        """Run ``items`` through the pipeline, and with them the photos that come due
+        meanwhile while full batches of them do (a card import is one run, as in a scan,
+        not one run per take). Returns the deleted-photo rows taken on the way, for after."""
+        taken: list[Path] = []
+        gone: list[QueueItem] = []
+
+        def stream() -> Iterator[Path]:
+            batch = list(items)
+            while batch:
+                with self._taken_lock:
+                    self._taken.update((i.path, i.seq) for i in batch)
+                taken.extend(i.path for i in batch)
+                yield from (i.path for i in batch)
+                batch = self._take_more(gone)
+
         self._last_work = time.monotonic()
         self.pipeline.summary = Summary()  # the daemon counts in Activity; don't grow forever
         try:
-            self.pipeline.process([i.path for i in items])
+            self.pipeline.process(stream())
         except PhotoscribeError as exc:  # e.g. the model cannot load: keep the rows queued
             log.error("%s", exc)
-            self._release([i.path for i in items], delay=RETRY_BATCH_S)
+            self._release(taken, delay=RETRY_BATCH_S)
         except Exception:  # a bug or a torch error must not end a service that runs for years
             log.exception("processing a batch failed; its photos are retried in a minute")
-            self._release([i.path for i in items], delay=RETRY_BATCH_S)
+            self._release(taken, delay=RETRY_BATCH_S)
         self._last_work = time.monotonic()
+        return gone
+
+    def _take_more(self, gone: list[QueueItem]) -> list[QueueItem]:
+        """The next due photos for the run in progress, while a full batch of them is due;
+        meanwhile new events are queued and the housekeeping is done (status, folders)."""
+        self._last_work = time.monotonic()
+        self._ingest(self.inbox.drain())
+        self._housekeeping()
+        stopping = self.controls.stop.is_set() or self.controls.reload.is_set()
+        if stopping or self.queue.due_count() < self.config.model.batch_size:
+            return []
+        items = self._not_in_flight(self.queue.take(self.config.model.batch_size * 4))
+        gone.extend(i for i in items if i.kind == GONE)
+        return [i for i in items if i.kind == PHOTO and self._settled(i)]
 
     def _release(self, paths: Iterable[Path], *, delay: float) -> None:
         for path in paths:

@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,12 +145,10 @@ class Pipeline:
         self.summary.waiting_reasons = [r.error for r in waiting]
         return self.summary
 
-    def process(self, paths: Sequence[Path]) -> None:
+    def process(self, paths: Iterable[Path]) -> None:
         """Tag the photos among ``paths`` that need it and hand them to the caption stage
         and the writer; returns before every write is done (see ``flush``)."""
-        todo = [p for p in paths if self._needs_work(p)]
-        if todo:
-            self._process(todo)
+        self._process(p for p in paths if self._needs_work(p))  # ``paths`` may be a stream
 
     def flush(self) -> None:
         """Wait for every caption started so far and every write queued so far."""
@@ -195,7 +193,7 @@ class Pipeline:
             return False
         return True
 
-    def _process(self, todo: list[Path]) -> None:
+    def _process(self, todo: Iterable[Path]) -> None:
         with ThreadPoolExecutor(self.decode_workers, thread_name_prefix="decode") as pool:
             batch: list[Loaded] = []
             for item in self._loaded(pool, todo):
@@ -211,7 +209,7 @@ class Pipeline:
             if batch:
                 self._tag(batch)
 
-    def _loaded(self, pool: ThreadPoolExecutor, todo: list[Path]) -> Iterator[Any]:
+    def _loaded(self, pool: ThreadPoolExecutor, todo: Iterable[Path]) -> Iterator[Any]:
         """Load results in order, keeping two batches of reads in flight."""
         window: deque[Future[Any]] = deque()
         ahead = max(2 * self.batch_size, self.decode_workers)

@@ -16,7 +16,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,6 +114,7 @@ class Daemon:
         self._caption_wait = config.watch.caption_retry_seconds
         self._next_captions = 0.0
         self._last_event = 0.0
+        self._hold: float | None = None  # seconds the due photos wait for a fuller batch
         self._last_work = time.monotonic()
         self._last_full_scan = time.monotonic()
         self._last_state = 0.0
@@ -130,6 +131,7 @@ class Daemon:
     def run(self) -> None:
         self.tagger.encoder.model.load()  # missing weights: fail now, with the how-to
         self.tagger.label_matrix()
+        self._warm_up()
         self._last_work = time.monotonic()
         released = self.queue.release_leases()
         if released:
@@ -149,6 +151,15 @@ class Daemon:
                 self._tick()
         finally:
             self._shutdown()
+
+    def _warm_up(self) -> None:
+        """Before READY: start the worker processes and run the image tower once, so the
+        first photo after a start is as quick as the ones after it."""
+        import torch  # loaded with the model already
+
+        self.workers.warm()
+        size = self.tagger.encoder.input_size()
+        self.tagger.encoder.encode_images([torch.zeros(3, size, size)])
 
     def _shutdown(self) -> None:
         self.pinger.stop()
@@ -183,7 +194,7 @@ class Daemon:
             self.controls.wake.wait(self._sleep_time())
 
     def _sleep_time(self) -> float:
-        wait = self.queue.seconds_to_next()
+        wait = self._hold if self._hold is not None else self.queue.seconds_to_next()
         interval = getattr(self.notifier, "watchdog_interval", None) or TICK_S
         return min(TICK_S, interval, wait if wait is not None else TICK_S)
 
@@ -211,18 +222,19 @@ class Daemon:
 
     def _work(self) -> bool:
         """Process due rows; False when there was nothing to do."""
-        if self._batch_filling():
+        self._hold = self._batch_hold()
+        if self._hold is not None:
             return False
         items = self.queue.take(self._batch_hint() * 4)
         if not items:
             return False
         items = self._not_in_flight(items)
         ready = [i for i in items if i.kind == PHOTO and self._settled(i)]
+        gone = [i for i in items if i.kind == GONE]
         if ready:  # first: a photo moved here is found by its hash under its old path
-            self._process(ready)
-        for item in items:
-            if item.kind == GONE:
-                self._forget(item)
+            gone += self._process(ready)
+        for item in gone:
+            self._forget(item)
         return True
 
     def _not_in_flight(self, items: list[QueueItem]) -> list[QueueItem]:
@@ -233,10 +245,14 @@ class Daemon:
             self.queue.later(item, max(self.config.watch.settle_seconds, TICK_S), None)
         return [i for i in items if i not in busy]
 
-    def _batch_filling(self) -> bool:
-        """Photos are still arriving and a batch is not full yet: wait a little."""
-        recent = time.monotonic() - self._last_event < self.config.watch.batch_wait
-        return recent and self.queue.due_count() < self._batch_hint()
+    def _batch_hold(self) -> float | None:
+        """Seconds to wait for more photos before the due ones are taken: while a batch is
+        not full and another photo comes due within the batch wait (counted from the last
+        event). None: take them now — a lone photo never waits for a batch."""
+        left = self.config.watch.batch_wait - (time.monotonic() - self._last_event)
+        if left <= 0 or self.queue.due_count() >= self._batch_hint():
+            return None
+        return self.queue.next_arrival(left)
 
     def _batch_hint(self) -> int:
         """model.batch_size, or for 0 (auto) the CPU's default (the pipeline picks the GPU's)."""
@@ -258,20 +274,47 @@ class Daemon:
         self.queue.later(item, self.config.watch.settle_seconds, stat)
         return False
 
-    def _process(self, items: Sequence[QueueItem]) -> None:
-        with self._taken_lock:
-            self._taken.update((i.path, i.seq) for i in items)
+    def _process(self, items: Sequence[QueueItem]) -> list[QueueItem]:
+        """Run ``items`` through the pipeline, and with them the photos that come due
+        meanwhile while full batches of them do (a card import is one run, as in a scan,
+        not one run per take). Returns the deleted-photo rows taken on the way, for after."""
+        taken: list[Path] = []
+        gone: list[QueueItem] = []
+
+        def stream() -> Iterator[Path]:
+            batch = list(items)
+            while batch:
+                with self._taken_lock:
+                    self._taken.update((i.path, i.seq) for i in batch)
+                taken.extend(i.path for i in batch)
+                yield from (i.path for i in batch)
+                batch = self._take_more(gone)
+
         self._last_work = time.monotonic()
         self.pipeline.summary = Summary()  # the daemon counts in Activity; don't grow forever
         try:
-            self.pipeline.process([i.path for i in items])
+            self.pipeline.process(stream())
         except PhotoscribeError as exc:  # e.g. the model cannot load: keep the rows queued
             log.error("%s", exc)
-            self._release([i.path for i in items], delay=RETRY_BATCH_S)
+            self._release(taken, delay=RETRY_BATCH_S)
         except Exception:  # a bug or a torch error must not end a service that runs for years
             log.exception("processing a batch failed; its photos are retried in a minute")
-            self._release([i.path for i in items], delay=RETRY_BATCH_S)
+            self._release(taken, delay=RETRY_BATCH_S)
         self._last_work = time.monotonic()
+        return gone
+
+    def _take_more(self, gone: list[QueueItem]) -> list[QueueItem]:
+        """The next due photos for the run in progress, while a full batch of them is due;
+        meanwhile new events are queued and the housekeeping is done (status, folders)."""
+        self._last_work = time.monotonic()
+        self._ingest(self.inbox.drain())
+        self._housekeeping()
+        stopping = self.controls.stop.is_set() or self.controls.reload.is_set()
+        if stopping or self.queue.due_count() < self._batch_hint():
+            return []
+        items = self._not_in_flight(self.queue.take(self._batch_hint() * 4))
+        gone.extend(i for i in items if i.kind == GONE)
+        return [i for i in items if i.kind == PHOTO and self._settled(i)]
 
     def _release(self, paths: Iterable[Path], *, delay: float) -> None:
         for path in paths:
@@ -575,6 +618,7 @@ class Daemon:
         self.pipeline = self._new_pipeline()
         self.watcher = self._new_watcher()
         self.presence = Presence(self.volumes, self.watcher.roots)
+        self.workers.warm()
         self.watcher.start()
         self._request_scan(self.watcher.roots)
         logging.getLogger().setLevel(new.log_level)

@@ -9,11 +9,12 @@ does every file and index write.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -156,12 +157,13 @@ class Pipeline:
         self.summary.waiting_reasons = [r.error for r in waiting]
         return self.summary
 
-    def process(self, paths: Sequence[Path]) -> None:
+    def process(self, paths: Iterable[Path]) -> None:
         """Tag the photos among ``paths`` that need it and hand them to the caption stage
         and the writer; returns before every write is done (see ``flush``)."""
-        todo = [p for p in paths if self._needs_work(p)]
-        if todo:
-            self._process(todo)
+        todo = (p for p in paths if self._needs_work(p))  # ``paths`` may be a stream
+        first = next(todo, None)
+        if first is not None:  # nothing to do: the model is not even loaded
+            self._process(itertools.chain((first,), todo))
 
     def flush(self) -> None:
         """Wait for every caption started so far and every write queued so far."""
@@ -206,7 +208,7 @@ class Pipeline:
             return False
         return True
 
-    def _process(self, todo: list[Path]) -> None:
+    def _process(self, todo: Iterable[Path]) -> None:
         batch_size = self.images.start(self.tagger.encoder, self.batch_size)
         with ThreadPoolExecutor(self.decode_workers, thread_name_prefix="decode") as pool:
             batch: list[Loaded] = []
@@ -223,7 +225,9 @@ class Pipeline:
             if batch:
                 self._tag(batch)
 
-    def _loaded(self, pool: ThreadPoolExecutor, todo: list[Path], batch_size: int) -> Iterator[Any]:
+    def _loaded(
+        self, pool: ThreadPoolExecutor, todo: Iterable[Path], batch_size: int
+    ) -> Iterator[Any]:
         """Load results in order, keeping two batches of reads in flight."""
         window: deque[Future[Any]] = deque()
         ahead = max(2 * batch_size, self.decode_workers)

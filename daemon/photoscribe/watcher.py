@@ -27,9 +27,10 @@ WATCHDOG_LOGGERS = ("watchdog.observers.inotify", "watchdog.observers.inotify_c"
 
 @dataclass(frozen=True)
 class Change:
-    """``kind``: "changed" (created, written, closed, moved here), "closed" (a writer
-    closed it: complete), "deleted" (or moved away), or "rescan" (a folder whose
-    contents must be listed: created, moved in, or events were lost)."""
+    """``kind``: "changed" (created or written), "closed" (a writer closed it, or it was
+    renamed into place, as copy tools do with a finished temp file: complete),
+    "deleted" (or moved away), or "rescan" (a folder whose contents must be listed:
+    created, moved in, or events were lost)."""
 
     kind: str
     path: Path
@@ -71,7 +72,7 @@ class _Handler:
             return
         if kind == "moved":
             self._deleted(src)
-            self._changed(Path(_text(event.dest_path)), "changed")
+            self._changed(Path(_text(event.dest_path)), "closed")  # a rename is atomic
         elif kind == "deleted":
             self._deleted(src)
         elif kind in ("created", "modified", "closed"):

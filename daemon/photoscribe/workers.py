@@ -218,6 +218,12 @@ class WorkerPool:
         finally:
             self._checkin(worker)
 
+    def warm(self) -> None:
+        """Start every worker now, so that the first files do not wait for them."""
+        started = [self._checkout() for _ in range(self.size)]
+        for worker in started:
+            self._checkin(worker)
+
     def close(self) -> None:
         with self._lock:
             self._closed = True
@@ -375,6 +381,9 @@ class InProcess:
     def call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         kwargs = {k: _in_process(v) for k, v in kwargs.items()}
         return fn(*args, **kwargs)
+
+    def warm(self) -> None:
+        pass
 
     def close(self) -> None:
         pass

@@ -122,6 +122,20 @@ class WorkQueue:
         )
         return rows[0][0]
 
+    def next_arrival(self, within: float, kind: str = PHOTO) -> float | None:
+        """Seconds until the next row of ``kind`` that is not due yet falls due, if that
+        is within ``within`` seconds; None if none does. A row whose file is as the index
+        already knows it (the event of photoscribe's own write) does not count."""
+        now = time.time()
+        (due,) = self.store.query(
+            """SELECT min(q.due) FROM queue q
+               LEFT JOIN photos p
+                 ON p.path = q.path AND p.size = q.size AND p.mtime_ns = q.mtime_ns
+               WHERE q.kind = ? AND q.due > ? AND q.due <= ? AND p.path IS NULL""",
+            (kind, now, now + within),
+        )[0]
+        return None if due is None else max(0.0, due - now)
+
     def depth(self) -> int:
         return self.store.query("SELECT count(*) FROM queue")[0][0]
 

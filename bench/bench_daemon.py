@@ -306,20 +306,6 @@ def scan_rate(raw: dict, sources: Sequence[Path], folder: Path) -> float:
 
 
 # -- the run -----------------------------------------------------------------------------------
-def random_weights(arch: str) -> Path:
-    import open_clip
-    import torch
-    from safetensors.torch import save_file
-
-    path = OUT / f"{arch}-random-init.safetensors"
-    if not path.exists():
-        OUT.mkdir(exist_ok=True)
-        torch.manual_seed(0)
-        model = open_clip.create_model(arch, pretrained=None)
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
-    return path
-
-
 def model_section(args: argparse.Namespace) -> tuple[dict, dict]:
     tagging: dict = {"rule": "softmax", "min_score": 0.0}  # keywords even from random weights
     if args.arch == "tiny-clip":
@@ -330,7 +316,10 @@ def model_section(args: argparse.Namespace) -> tuple[dict, dict]:
         }
         tagging["labels_file"] = str(TINY / "labels.txt")
         return model, tagging
-    pretrained = args.pretrained or str(random_weights(args.arch))
+    sys.path.insert(0, str(HERE))
+    from bench_scan import random_weights
+
+    pretrained = args.pretrained or str(random_weights(args.arch, OUT))
     return {"arch": args.arch, "pretrained": pretrained}, tagging
 
 

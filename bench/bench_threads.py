@@ -70,10 +70,13 @@ def scan_rate(config_dict: dict, photos: Path, work: Path, count: int) -> float:
     return count / elapsed
 
 
+OUT = ROOT / "bench" / "out"
+
+
 def config_for(work: Path, weights: Path, arch: str, threads: int, workers: int) -> dict:
     return {
         "index_path": str(work / "index.sqlite3"),
-        "cache_dir": str(work / "cache"),
+        "cache_dir": str(OUT / "cache"),  # label embeddings: computed once, kept
         "model": {
             "arch": arch,
             "pretrained": str(weights),
@@ -105,7 +108,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="photoscribe-threads-"))
     try:
         make_noisy_photos(work / "photos", args.photos, size)  # type: ignore[arg-type]
-        weights = random_weights(args.arch)
+        weights = random_weights(args.arch, OUT)
         warm = config_for(work, weights, args.arch, cores, 1)
         scan_rate(warm, work / "photos", work, args.photos)  # caches label embeddings
         rates: dict[tuple[int, int], list[float]] = {c: [] for c in combos}

@@ -191,12 +191,19 @@ def test_timed_rate_times_at_least_one_forward_and_at_most_max_runs() -> None:
 
 @pytest.mark.parametrize(
     ("configured", "cores", "workers", "threads"),
-    [(3, 2, 2, 3), (0, 2, 2, 1), (0, 2, 1, 1), (0, 1, 3, 1), (0, 16, 2, 15), (0, 16, 3, 14)],
+    [(3, 2, 2, 3), (0, 2, 2, 2), (0, 1, 3, 1), (0, 16, 2, 16), (0, 16, 3, 16)],
 )
-def test_torch_threads_leave_the_decoders_their_share(
+def test_torch_threads_take_every_core_unless_configured(
     configured: int, cores: int, workers: int, threads: int
 ) -> None:
     assert torch_threads(configured, cores, workers) == threads
+
+
+def test_a_decode_share_leaves_whole_cores_and_at_least_one_thread(monkeypatch) -> None:
+    import photoscribe.vision.threads as threads_module
+
+    monkeypatch.setattr(threads_module, "DECODE_SHARE", 0.5)
+    assert [torch_threads(0, c, w) for c, w in [(2, 2), (2, 1), (1, 3), (16, 3)]] == [1, 1, 1, 14]
 
 
 def test_available_cores_follow_the_affinity() -> None:

@@ -56,7 +56,7 @@ class ModelConfig:
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     batch_size: int = 16  # 0 = auto: from the free GPU memory on CUDA, 16 on the CPU
     gpu_decode: bool = True  # on CUDA, decode JPEGs on the GPU (nvJPEG); others on the CPU
-    threads: int = 0  # torch intra-op threads on CPU; 0 = cores less the decode workers' share
+    threads: int = 0  # torch intra-op threads on CPU; 0 = one per core (vision/threads.py)
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,13 @@
 """How many torch intra-op threads the model gets on the CPU, given the decode workers.
 
 The decode workers (scan.decode_workers) are separate processes that read and decode
-photos while the model runs. If torch also takes every core, the two fight for them:
-torch's threads wait for each other at every operator, so one thread pre-empted by a
-decoder stalls them all, and on a small machine throughput collapses. So when
-model.threads is 0 the model leaves the decoders a share of the cores.
+photos while the model runs. Torch's threads wait for each other at every operator, so a
+thread pre-empted by a decoder stalls them all; leaving the decoders a share of the cores
+avoids that but costs the model those cores. Measured on an idle 2-core AMD EPYC
+(bench/bench_threads.py, 96 camera-like 12 MP photos, 2 decode workers): torch on both
+cores 5.75 photos/s, on one 4.84 — so the share is 0 (every core) until a machine where
+it pays is measured; a busy machine measured the other way round, which is why the
+share is kept as a setting here.
 """
 
 from __future__ import annotations
@@ -12,9 +15,8 @@ from __future__ import annotations
 import math
 import os
 
-# Part of a core one decode worker keeps busy while the model runs (draft-mode JPEG
-# decoding keeps pace with the model using less than a core each: bench/bench_threads.py).
-DECODE_SHARE = 0.5
+# Part of a core kept free per decode worker (bench/bench_threads.py measures it).
+DECODE_SHARE = 0.0
 
 
 def available_cores() -> int:

@@ -20,10 +20,10 @@ from photoscribe.service import clip_prompt_for
 from photoscribe.store import open_store
 from photoscribe.vision import ClipModel, Encoder
 from photoscribe.vision.vocabulary import Concept, Vocabulary, load_vocabulary
+from test_decide_scenes import scenes_config
 
 from fixtures.synthetic import draw_scene
 
-SCENES = Path(__file__).parent / "fixtures" / "tiny_clip_scenes"
 STAT = FileStat(1, 1, 1, 1)
 
 
@@ -89,17 +89,7 @@ def scene_vocabulary() -> Vocabulary:
 def test_a_chinese_word_ranks_photos_with_a_real_english_clip(tmp_path: Path) -> None:
     """The tiny scenes model (English prompts only) finds the stars by 星星 and the snow
     scenes by 雪地; the photos hold no text that could match."""
-    config = config_from_dict(
-        {
-            "model": {
-                "arch": "tiny-clip-scenes",
-                "pretrained": str(SCENES / "tiny-clip-scenes.safetensors"),
-                "config_dir": str(SCENES),
-                "threads": 2,
-                "precision": "fp32",
-            }
-        }
-    )
+    config = scenes_config(tmp_path)
     encoder = Encoder(ClipModel(config.model))
     preprocess = encoder.preprocess()
     scenes = [

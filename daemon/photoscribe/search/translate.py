@@ -11,12 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from photoscribe.cachefile import save_text
 from photoscribe.errors import CaptionRejected, CaptionUnavailable
 
 log = logging.getLogger(__name__)
@@ -68,12 +68,9 @@ class QueryTranslator:
         return english_phrase(reply)
 
     def _store(self, path: Path, query: str, english: str) -> None:
+        record = {"query": query, "english": english, "model": self.model}
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-            record = {"query": query, "english": english, "model": self.model}
-            tmp.write_text(json.dumps(record, ensure_ascii=False), encoding="utf-8")
-            os.replace(tmp, path)
+            save_text(path, json.dumps(record, ensure_ascii=False))
         except OSError as exc:  # a read-only cache_dir: only the speed-up is lost
             log.debug("query translation not cached: %s", exc)
 

@@ -37,6 +37,7 @@ from photoscribe.vision.tagger import Tagger
 
 from conftest import tiny_config_dict
 from fakes.openai_server import FakeOpenAI
+from fixtures.daemon import wait_until
 from fixtures.synthetic import COLOURS, SHAPES, draw_shape
 
 N_PHOTOS = 200
@@ -274,9 +275,9 @@ def test_fake_goes_down_after_n_requests_and_comes_back(
 ) -> None:
     fake_llm.go_down(mode, after=2, status=503)
     assert [ask(fake_llm), ask(fake_llm)] == [200, 200]
-    time.sleep(0.3)  # "refused": the socket closes in the background
+    wait_until(lambda: ask(fake_llm) == down, 10, "the outage")  # "refused": closes in a thread
     assert fake_llm.is_down and [ask(fake_llm), ask(fake_llm)] == [down, down]
-    assert fake_llm.requests_while_down == (2 if mode == "status" else 0)
+    assert fake_llm.requests_while_down == (3 if mode == "status" else 0)
     fake_llm.come_back()
     assert not fake_llm.is_down and ask(fake_llm) == 200
 

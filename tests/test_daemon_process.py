@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import re
 import signal
 import sqlite3
 import subprocess
@@ -64,12 +65,14 @@ def test_notify_protocol_and_graceful_stop(setup, tmp_path: Path) -> None:
         ready = receive_until(sock, "READY=1")
         assert any("STATUS=watching 1 folder" in m for m in ready)
         write_photo(photos / "one.jpg", 1)
-        statuses = receive_until(sock, "WATCHDOG=1")
-        assert statuses
+        assert receive_until(sock, "WATCHDOG=1")[-1].splitlines() == ["WATCHDOG=1"]
         wait_until(lambda: len(index_rows(index)) == 1, 60, "photo indexed")
         wait_until(lambda: _queue_empty(index), 30, "an empty queue")
         proc.send_signal(signal.SIGTERM)
-        assert "STOPPING=1" in "\n".join(receive_until(sock, "STOPPING=1"))
+        stopping = receive_until(sock, "STOPPING=1")
+        lines = [line for m in ready + stopping for line in m.splitlines()]
+        status = re.compile(r"STATUS=watching 1 folder · \d+ queued · \d+\.\d photos/s · LLM \w+")
+        assert any(status.fullmatch(line) for line in lines), lines
         assert proc.wait(30) == 0
     finally:
         if proc.poll() is None:

@@ -76,6 +76,14 @@ class Cli:
         self.capsys = capsys
         self.index = tmp_path / "state" / "index.sqlite3"
 
+    def indexed(self, folder: Path) -> set[Path]:
+        """The paths the index holds under ``folder``."""
+        store = open_store(self.index, readonly=True)
+        try:
+            return {r.path for r in store.rows_under(folder)}
+        finally:
+            store.close()
+
     def __call__(self, *args: str) -> tuple[int, str]:
         self.capsys.readouterr()
         code = main(["-c", str(self.config), *args])

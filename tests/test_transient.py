@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -183,6 +184,10 @@ def test_disk_full_is_tried_again_by_the_next_scan_a_damaged_photo_is_not(
     status = capsys.readouterr().out
     assert "failed: 2 (1 to be tried again: disk, permission or I/O problems; 1 until" in status
     assert "No space left on device (will be tried again)" in status, status
+    assert main(["-c", str(cfg), "status", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    kinds = {Path(f["path"]).name: f["kind"] for f in report["last_failures"]}
+    assert kinds == {"good.jpg": "transient", "damaged.jpg": "permanent"}
 
     code, out = scan(cfg, disk.root, capsys)  # still full: tried again, fails again
     assert "2 photos: 0 tagged, 1 skipped (already done), 1 failed" in out, out

@@ -19,7 +19,7 @@ from photoscribe.records import State
 from photoscribe.service import scan
 from photoscribe.store import open_store
 
-from fixtures.daemon import write_photo
+from fixtures.daemon import running_daemon, wait_until, write_photo
 from fixtures.exiftool import read_tags
 
 
@@ -101,3 +101,35 @@ def test_no_wait_writes_keywords_first(make_config, fake_llm, tmp_path: Path) ->
     assert (summary.tagged, summary.captioned, summary.waiting) == (4, 4, 0)
     each = writes(config.index_path).values()
     assert [(has_caption(w[0]), has_caption(w[1])) for w in each] == [(False, True)] * 4
+
+
+def test_the_daemon_writes_each_photo_once_with_a_fast_llm(
+    make_config, fake_llm, tmp_path: Path
+) -> None:
+    """The daemon shares the caption stage: a photo dropped into a watched folder, and a
+    card import of many at once, are each written once, keywords and caption together."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    config = make_config(
+        fake_llm.base_url,
+        llm={"timeout": 30, "retries": 0, "caption_wait": 60},
+        watch={"folders": [str(folder)], "settle_seconds": 0.3, "batch_wait": 0.2},
+    )
+    with running_daemon(config) as daemon:
+        wait_until(lambda: not daemon.catching_up, what="the start-up scan")
+        single = [write_photo(folder / f"one{i}.jpg", 200 + i, size=(64, 64)) for i in range(3)]
+        wait_until(lambda: len(daemon.store.rows_under(folder)) == 3, what="3 photos")
+        card = make_photos(folder / "DCIM", 40)
+        wait_until(
+            lambda: (
+                sum(r.state is State.DONE for r in daemon.store.rows_under(folder)) == 43
+                and daemon.queue.depth() == 0
+            ),
+            what="43 photos captioned",
+        )
+    found = writes(config.index_path)
+    assert set(found) == {*single, *card}
+    twice = sorted(p.name for p, w in found.items() if len(w) != 1)
+    assert twice == [], f"{len(twice)} photos written more than once"
+    assert all(has_caption(w[0]) and has_keywords(w[0]) for w in found.values())
+    assert len(fake_llm.requests) == 43

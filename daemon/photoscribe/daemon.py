@@ -129,8 +129,7 @@ class Daemon:
 
     # -- life cycle ------------------------------------------------------------------
     def run(self) -> None:
-        self.tagger.encoder.model.load()  # missing weights: fail now, with the how-to
-        self.tagger.label_matrix()
+        self.tagger.start()  # missing weights: fail now, with the how-to
         self._warm_up()
         self._last_work = time.monotonic()
         released = self.queue.release_leases()

@@ -44,11 +44,21 @@ __all__ = ["Pipeline", "image_source"]
 log = logging.getLogger(__name__)
 
 
+LOADING_AHEAD = 256  # photos decoded ahead of a model still loading (~150 KB each)
+
+
+@dataclass(frozen=True)
+class Pixels:
+    """A photo decoded before the model had loaded: its tensor is made when it has."""
+
+    array: Any  # uint8 numpy pixels from a worker (worktasks.LoadResult.pixels)
+
+
 @dataclass(frozen=True)
 class Loaded:
     path: Path
     content_hash: str
-    tensor: Any  # the model's input, or a vision.jpeghead.JpegBytes still to decode (GPU)
+    tensor: Any  # the model's input, a JpegBytes still to decode (GPU) or Pixels (see _load)
     context: str | None = None  # facts from the photo's metadata for the caption prompt
     recorded: Any = None  # metadata.recorded.Recorded: photoscribe already wrote these pixels
     stat: FileStat | None = None
@@ -109,6 +119,8 @@ class Pipeline:
         self.observe = observe or (lambda stage, seconds: None)  # e.g. Metrics.observe
         self.summary = Summary()
         self._lock = threading.Lock()
+        # While the model loads (one core's work) the other cores decode ahead of it.
+        self._loading_gate = threading.BoundedSemaphore(max(1, decode_workers - 1))
         self._writer = writer_factory(self._report)
         self._writer.observe = self.observe  # stage times of the parts it owns
         self.captions.observe = self.observe
@@ -228,12 +240,14 @@ class Pipeline:
     def _loaded(
         self, pool: ThreadPoolExecutor, todo: Iterable[Path], batch_size: int
     ) -> Iterator[Any]:
-        """Load results in order, keeping two batches of reads in flight."""
+        """Load results in order, keeping two batches of reads in flight; while the model
+        is still loading, up to ``LOADING_AHEAD`` photos are decoded ahead of it."""
         window: deque[Future[Any]] = deque()
         ahead = max(2 * batch_size, self.decode_workers)
+        model = self.tagger.encoder.model
         for path in todo:
             window.append(pool.submit(self._load, path))
-            if len(window) >= ahead:
+            while len(window) >= (ahead if model.loaded else max(ahead, LOADING_AHEAD)):
                 yield window.popleft().result()
         while window:
             yield window.popleft().result()
@@ -243,14 +257,17 @@ class Pipeline:
         try:
             stat = file_stat(path)
             started = time.monotonic()
-            got = self.workers.call("image decoder", load_photo, path, self._request(), phase=PHASE)
+            got = self._decode_photo(path)
             self.observe("decode", time.monotonic() - started)  # read, hash, decode
             if not self.force:
                 known = self.store.by_hash(got.content_hash, self.tagger.encoder.model_id)
                 if known:
                     row = _prefer_same_path(known, path)
                     return Known(path, stat, got.content_hash, row, got.context)
-            tensor = got.jpeg if got.jpeg is not None else self._tensor(got.pixels)
+            tensor: Any = got.jpeg
+            if tensor is None:  # made now, or once the model has loaded (see _decoded)
+                loaded = self.tagger.encoder.model.loaded
+                tensor = self._tensor(got.pixels) if loaded else Pixels(got.pixels)
             return Loaded(path, got.content_hash, tensor, got.context, got.recorded, stat)
         except PhotoError as exc:
             return Failed(path, stat, str(exc), is_transient(exc))
@@ -258,13 +275,22 @@ class Pipeline:
             reason = f"cannot read the file: {exc.strerror or exc}"
             return Failed(path, stat, reason, is_transient(exc))
 
+    def _decode_photo(self, path: Path) -> Any:
+        """A worker's LoadResult for ``path``; one core fewer decodes while the model loads."""
+        request = self._request()
+        if self.tagger.encoder.model.loaded:
+            return self.workers.call("image decoder", load_photo, path, request, phase=PHASE)
+        with self._loading_gate:
+            return self.workers.call("image decoder", load_photo, path, request, phase=PHASE)
+
     def _request(self) -> LoadRequest:
-        from photoscribe.vision.loader import decode, pixel_plan
+        from photoscribe.vision.loader import decode
 
         encoder = self.tagger.encoder
+        plan = encoder.input_plan()  # known before the model is loaded, once it was kept
         return LoadRequest(
-            min_side=encoder.input_size(),
-            plan=pixel_plan(encoder.preprocess()),
+            min_side=plan.min_side,
+            plan=plan.pixels,
             model_id=None if self.force else encoder.model_id,
             context=self.context,
             decode=self.decode or decode,
@@ -274,8 +300,9 @@ class Pipeline:
     def _tensor(self, pixels: Any) -> Any:
         from photoscribe.vision.loader import tensor_from
 
+        preprocess = self.tagger.encoder.preprocess()  # waits for a model still loading
         try:
-            return tensor_from(pixels, self.tagger.encoder.preprocess())
+            return tensor_from(pixels, preprocess)
         except (OSError, ValueError, RuntimeError, TypeError) as exc:
             raise DecodeError(f"the image cannot be prepared for the model ({exc})") from exc
 
@@ -298,7 +325,9 @@ class Pipeline:
 
     def _decoded(self, batch: list[Loaded]) -> list[Loaded]:
         """``batch`` with its JPEGs decoded on the GPU; one the GPU cannot decode is decoded
-        on the CPU (in a worker), and one neither can is recorded as failed."""
+        on the CPU (in a worker), and one neither can is recorded as failed. Pixels decoded
+        before the model had loaded become its input now."""
+        batch = self._prepared(batch)
         pending = [i for i, item in enumerate(batch) if isinstance(item.tensor, JpegBytes)]
         if not pending:
             return batch
@@ -312,6 +341,18 @@ class Pipeline:
             ready[i] = None if result is None else replace(item, tensor=result)
         out = [ready.get(i, item) for i, item in enumerate(batch)]
         return [item for item in out if item is not None]
+
+    def _prepared(self, batch: list[Loaded]) -> list[Loaded]:
+        out = []
+        for item in batch:
+            if not isinstance(item.tensor, Pixels):
+                out.append(item)
+                continue
+            try:
+                out.append(replace(item, tensor=self._tensor(item.tensor.array)))
+            except PhotoError as exc:
+                self._fail(item.path, item.stat, str(exc), transient=is_transient(exc))
+        return out
 
     def _cpu_fallback(self, item: Loaded) -> Any:
         try:

@@ -152,9 +152,8 @@ def scan(
     paths = find_photos(roots, config.scan)
     log.info("found %d photos under %s", len(paths), ", ".join(map(display, roots)))
     tagger = build_tagger(config)
-    if paths:
-        tagger.encoder.model.load()  # fail fast (missing weights) before touching anything
-        tagger.label_matrix()
+    if paths:  # a missing weights file has failed already (build_tagger checks it)
+        tagger.start(background=True)  # first photos decoded while the model loads
     store = open_store(config.index_path)
     workers = build_workers(config)
     try:

@@ -19,6 +19,7 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from photoscribe.vision.jpeghead import JpegBytes
@@ -33,6 +34,13 @@ PHOTO_GPU_BYTES = 96 << 20  # GPU memory one photo of a batch may take (a 24 MP 
 GPU_SHARE = 0.25  # of the free GPU memory the batches may take
 DECODE_CALL_PIXELS = 400_000_000  # pixels per decode_jpeg call (≈1.2 GB of uint8 output)
 TORCH_MODES = {3: "bicubic", 2: "bilinear", 0: "nearest"}  # PIL filter number → interpolate
+# CUDA needs one of these device nodes (NVIDIA's on Linux, /dev/dxg under WSL 2)
+CUDA_DEVICE_NODES = ("/dev/nvidiactl", "/dev/dxg")
+
+
+def no_cuda_device(nodes: Sequence[str] = CUDA_DEVICE_NODES) -> bool:
+    """True where no CUDA GPU can be present, known without importing torch."""
+    return not any(Path(node).exists() for node in nodes)
 
 
 def batch_for_memory(free_bytes: int) -> int:
@@ -139,6 +147,10 @@ class GpuJpegImages:
         self._lock = threading.Lock()  # decode calls come from the pipeline's main thread
 
     def start(self, encoder: Any, configured_batch: int) -> int:
+        if self.device is None and not encoder.model.loaded and no_cuda_device():
+            # the model will run on the CPU: decode as CpuImages, without waiting for it
+            self._geometry, self._device, self.wants_jpeg = None, "cpu", False
+            return configured_batch or CPU_BATCH
         loaded = encoder.model.load()
         device = self.device or loaded["device"]
         use = self.device is not None or device.startswith("cuda")

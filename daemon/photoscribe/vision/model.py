@@ -211,6 +211,7 @@ class ClipModel:
         self._trim = trim  # returns freed memory to the system after an unload
         self._lock = threading.Lock()
         self._loaded: dict[str, Any] | None = None
+        self._background_error: BaseException | None = None  # a background load's failure
 
     @property
     def model_id(self) -> str:
@@ -218,9 +219,37 @@ class ClipModel:
 
     def load(self) -> dict[str, Any]:
         with self._lock:
-            if self._loaded is None:
+            return self._load_locked()
+
+    def _load_locked(self, *, keep_error: bool = False) -> dict[str, Any]:
+        if self._loaded is None:
+            failed, self._background_error = self._background_error, None
+            if failed is not None:  # the background load's error, raised here once
+                raise failed
+            try:
                 self._loaded = self._load()
-            return self._loaded
+            except Exception as exc:
+                if keep_error:
+                    self._background_error = exc
+                raise
+        return self._loaded
+
+    def load_in_background(self, then: Callable[[], object] | None = None) -> threading.Thread:
+        """Load in a thread (then call ``then``) while the caller goes on; a caller that
+        needs the model meanwhile waits for it in ``load``, which raises the thread's error."""
+
+        def run() -> None:
+            try:
+                with self._lock:
+                    self._load_locked(keep_error=True)
+                if then is not None:
+                    then()  # its error, if any, comes again when the caller does the same
+            except Exception as exc:
+                log.debug("loading the model in the background failed: %s", exc)
+
+        thread = threading.Thread(target=run, name="model-load", daemon=True)
+        thread.start()
+        return thread
 
     @property
     def loaded(self) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,9 @@ from photoscribe.records import Keyword, Tagging
 from photoscribe.vision.calibrate import read_thresholds
 from photoscribe.vision.decide import ConceptTable, Rule, decide, softmax_rule
 from photoscribe.vision.gpudecode import stack_on
+from photoscribe.vision.inputplan import InputPlan, read_plan, save_plan
 from photoscribe.vision.labels import concept_embeddings, encode_text_short
+from photoscribe.vision.loader import pixel_plan
 from photoscribe.vision.model import ClipModel
 from photoscribe.vision.vocabulary import vocabulary_for
 
@@ -26,6 +29,7 @@ class Encoder:
 
     def __init__(self, model: ClipModel) -> None:
         self.model = model
+        self._plan: InputPlan | None = None
 
     @property
     def model_id(self) -> str:
@@ -38,6 +42,25 @@ class Encoder:
 
     def preprocess(self) -> Any:
         return self.model.load()["preprocess"]
+
+    def input_plan(self) -> InputPlan:
+        """What decoding needs (input size, resize and crop): from the model once it is
+        loaded (and kept for the next start), before that as kept from an earlier one."""
+        if self._plan is not None:
+            return self._plan
+        cache_dir, model_id = self.model.cache_dir, self.model_id
+        if not self.model.loaded:
+            kept = read_plan(cache_dir, model_id)
+            if kept is not None:
+                return kept
+        plan = InputPlan(self.input_size(), pixel_plan(self.preprocess()))
+        save_plan(cache_dir, model_id, plan)
+        self._plan = plan
+        return plan
+
+    def plan_kept(self) -> bool:
+        """Whether decoding can start before the model is loaded."""
+        return self._plan is not None or read_plan(self.model.cache_dir, self.model_id) is not None
 
     def input_size(self) -> int:
         size = self.model.load()["model"].visual.image_size
@@ -92,9 +115,28 @@ class Tagger:
         self._cache_dir = cache_dir
         self._label_matrix: np.ndarray | None = None
         self._background: np.ndarray | None = None
+        self._labels_lock = threading.Lock()  # one thread embeds the concepts, others wait
+
+    def start(self, *, background: bool = False) -> None:
+        """Load the model and embed the concepts before the first photo: now, or
+        (``background``, when decoding can start without the model: ``plan_kept``) in a
+        thread while the caller decodes its first photos. Errors come from ``tag`` then."""
+        if background and self.encoder.plan_kept():
+            self.encoder.model.load_in_background(then=self._embed_concepts)
+            return
+        self.encoder.model.load()
+        self._embed_concepts()
+
+    def _embed_concepts(self) -> None:
+        self.label_matrix()
+        self.background_matrix()
 
     def label_matrix(self) -> np.ndarray:
         """(concepts × dim): each concept's prompt ensemble, cached on disk per concept."""
+        with self._labels_lock:
+            return self._concept_matrix()
+
+    def _concept_matrix(self) -> np.ndarray:
         if self._label_matrix is None:
             self._label_matrix = concept_embeddings(
                 self.encoder.encode_texts,
@@ -106,6 +148,10 @@ class Tagger:
         return self._label_matrix
 
     def background_matrix(self) -> np.ndarray:
+        with self._labels_lock:
+            return self._background_prompts()
+
+    def _background_prompts(self) -> np.ndarray:
         if self._background is None:
             self._background = (
                 concept_embeddings(

@@ -85,30 +85,29 @@ def measure(world, vocabulary_size: int, **tagging) -> Scores:
 
 
 def test_the_new_rule_on_the_tiny_vocabulary(world) -> None:
-    """Issue 12's targets are P >= 0.95, R >= 0.90. This fixture (500 fine-tuning steps)
-    gets colours and scenery right but confuses the small shapes of 2-3-object scenes, so
-    the floor asserted here is what it reaches (README, "How keywords are chosen")."""
+    """Issue 12's targets: precision >= 0.95 and recall >= 0.90 at the default settings."""
     small = measure(world, 1)
     print(f"\nnew rule ×1: P {small.precision:.3f} R {small.recall:.3f}")
-    assert small.precision >= 0.85 and small.recall >= 0.90
+    assert small.precision >= 0.95 and small.recall >= 0.90
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the tiny text tower never learned the distractor words: their embeddings land "
-    "close to every scene, so they pass any threshold (a fixture limit; the rule itself "
-    "ignores concepts that do not match, see test_decide.py)",
-)
 def test_a_tenfold_vocabulary_keeps_the_figures(world) -> None:
+    """135 distractor words (the first non-scene labels of the shipped labels.txt) cost at
+    most 0.02 of precision or recall. No token of those words was in the fixture's training
+    text (make_tiny_clip.py holds every label of labels.txt out of its negatives)."""
     small, big = measure(world, 1), measure(world, 10)
     print(f"\nnew rule ×10: P {big.precision:.3f} R {big.recall:.3f}")
+    assert big.precision >= 0.95 and big.recall >= 0.90
     assert big.precision >= small.precision - 0.02 and big.recall >= small.recall - 0.02
 
 
 def test_the_old_softmax_rule_for_comparison(world) -> None:
-    """Not a target: the figures the README shows beside the new rule's."""
+    """Not a target: the figures the README shows beside the new rule's. This fixture puts
+    words it does not know far from every scene, so here they take no softmax mass and the
+    old rule loses nothing either; distractors near the photo do take it (test_decide.py:
+    3 keywords become 1). What holds for any vocabulary: a bigger one never tags more."""
     small = measure(world, 1, rule="softmax", min_score=0.05)
     big = measure(world, 10, rule="softmax", min_score=0.05)
     print(f"\nold rule ×1: P {small.precision:.3f} R {small.recall:.3f}")
     print(f"old rule ×10: P {big.precision:.3f} R {big.recall:.3f}")
-    assert big.recall < small.recall  # a bigger vocabulary tags less: what the new rule fixes
+    assert big.recall <= small.recall

@@ -86,8 +86,14 @@ def test_scenes_get_the_same_keywords_in_bf16_and_fp32(tmp_path: Path) -> None:
             sims = out["fp32"][1] @ tagger.label_matrix().T
     (kw32, emb32), (kw16, emb16) = out["fp32"], out["bf16"]
     assert cosines(emb32, emb16).min() > 0.99
-    assert [k[0] for k in kw16] == [k[0] for k in kw32]
+    # The best keyword: one fp32 writes too, and the same one wherever fp32's best two are
+    # more than NEAR apart (a scene's true labels often score within 0.01 of each other).
+    assert all(k16[0] in k32 for k16, k32 in zip(kw16, kw32, strict=True))
+    top2 = np.sort(sims, axis=1)[:, -2:]
+    apart = [i for i in range(len(cases)) if top2[i, 1] - top2[i, 0] > NEAR]
+    assert [kw16[i][0] for i in apart] == [kw32[i][0] for i in apart]
     near = np.abs(sims - TINY_TAGGING["threshold"]).min(axis=1) < NEAR
     clear = [i for i in range(len(cases)) if not near[i]]
-    assert len(clear) >= len(cases) // 2  # 40 of 64 on the committed fixture
+    print(f"{len(apart)} of {len(cases)} with a clear best keyword, {len(clear)} clear sets")
+    assert len(clear) >= len(cases) // 2
     assert [set(kw16[i]) for i in clear] == [set(kw32[i]) for i in clear]

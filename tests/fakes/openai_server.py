@@ -288,6 +288,13 @@ class FakeOpenAI:
             return self._outage is not None
 
     @property
+    def outage_settled(self) -> bool:
+        """The outage that began is wholly in place (a ``refused`` one listens no more)."""
+        with self._lock:
+            stopper = self._stopper
+        return stopper is None or not stopper.is_alive()
+
+    @property
     def requests_while_down(self) -> int:
         """Chat requests that reached the server during outages (a ``refused`` outage
         only sees those that slipped in while its socket closed)."""

@@ -29,7 +29,8 @@ class Encoder:
 
     def __init__(self, model: ClipModel) -> None:
         self.model = model
-        self._plan: InputPlan | None = None
+        self._plan: InputPlan | None = None  # the loaded model's own
+        self._kept: InputPlan | None = None  # as kept from an earlier start
 
     @property
     def model_id(self) -> str:
@@ -50,9 +51,9 @@ class Encoder:
             return self._plan
         cache_dir, model_id = self.model.cache_dir, self.model_id
         if not self.model.loaded:
-            kept = read_plan(cache_dir, model_id)
-            if kept is not None:
-                return kept
+            self._kept = self._kept or read_plan(cache_dir, model_id)  # read once
+            if self._kept is not None:
+                return self._kept
         plan = InputPlan(self.input_size(), pixel_plan(self.preprocess()))
         save_plan(cache_dir, model_id, plan)
         self._plan = plan

@@ -9,6 +9,7 @@ does every file and index write.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import threading
@@ -278,9 +279,8 @@ class Pipeline:
     def _decode_photo(self, path: Path) -> Any:
         """A worker's LoadResult for ``path``; one core fewer decodes while the model loads."""
         request = self._request()
-        if self.tagger.encoder.model.loaded:
-            return self.workers.call("image decoder", load_photo, path, request, phase=PHASE)
-        with self._loading_gate:
+        loading = not self.tagger.encoder.model.loaded
+        with self._loading_gate if loading else contextlib.nullcontext():
             return self.workers.call("image decoder", load_photo, path, request, phase=PHASE)
 
     def _request(self) -> LoadRequest:

@@ -49,19 +49,24 @@ class Encoder:
         loaded (and kept for the next start), before that as kept from an earlier one."""
         if self._plan is not None:
             return self._plan
-        cache_dir, model_id = self.model.cache_dir, self.model_id
         if not self.model.loaded:
-            self._kept = self._kept or read_plan(cache_dir, model_id)  # read once
-            if self._kept is not None:
-                return self._kept
+            kept = self._kept_plan()
+            if kept is not None:
+                return kept
         plan = InputPlan(self.input_size(), pixel_plan(self.preprocess()))
-        save_plan(cache_dir, model_id, plan)
+        save_plan(self.model.cache_dir, self.model_id, plan)
         self._plan = plan
         return plan
 
     def plan_kept(self) -> bool:
         """Whether decoding can start before the model is loaded."""
-        return self._plan is not None or read_plan(self.model.cache_dir, self.model_id) is not None
+        return self._plan is not None or self._kept_plan() is not None
+
+    def _kept_plan(self) -> InputPlan | None:
+        """The plan kept by an earlier start, read from the cache once."""
+        if self._kept is None:
+            self._kept = read_plan(self.model.cache_dir, self.model_id)
+        return self._kept
 
     def input_size(self) -> int:
         size = self.model.load()["model"].visual.image_size

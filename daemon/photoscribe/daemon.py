@@ -24,14 +24,7 @@ from typing import Any
 from photoscribe import catchup
 from photoscribe.activity import Activity, LogProgress, status_line
 from photoscribe.backlog import fill_captions
-from photoscribe.config import Config, decode_workers
-from photoscribe.errors import ConfigError, PhotoscribeError
-from photoscribe.fsutil import display, file_stat, stat_or_none
-from photoscribe.liveness import Pinger
-from photoscribe.metrics import MetricsServer, Snapshot, build_metrics
-from photoscribe.pipeline import Pipeline
-from photoscribe.records import State, Summary
-from photoscribe.service import (
+from photoscribe.builders import (
     build_captions,
     build_context_reader,
     build_images,
@@ -39,6 +32,13 @@ from photoscribe.service import (
     build_workers,
     build_writer_factory,
 )
+from photoscribe.config import Config, decode_workers
+from photoscribe.errors import ConfigError, PhotoscribeError
+from photoscribe.fsutil import display, file_stat, stat_or_none
+from photoscribe.liveness import Pinger
+from photoscribe.metrics import MetricsServer, Snapshot, build_metrics
+from photoscribe.pipeline import Pipeline
+from photoscribe.records import State, Summary
 from photoscribe.store import PhotoStore
 from photoscribe.store.queue import GONE, PHOTO, QueueItem, WorkQueue, publish_state
 from photoscribe.volumes import Presence, Volumes

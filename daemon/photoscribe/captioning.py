@@ -202,20 +202,20 @@ class CaptionStage:
 
     def _answer(self, offer: _Offer, keywords: Sequence[Keyword], context: str | None) -> None:
         try:
-            offer.deliver(*self._ask(keywords, context))
+            offer.deliver(*self.ask(keywords, context))
         except Exception:  # a bug in a callback must not kill the pool silently
             log.exception("caption callback failed")
 
     def _run(self, keywords: Sequence[Keyword], on_done: Done, context: str | None) -> None:
         try:
-            caption, reason = self._ask(keywords, context)
+            caption, reason = self.ask(keywords, context)
             on_done(caption, reason)
         except Exception:  # a bug in on_done must not kill the pool silently
             log.exception("caption callback failed")
         finally:
             self._slots.release()
 
-    def _ask(
+    def ask(
         self, keywords: Sequence[Keyword], context: str | None
     ) -> tuple[str | None, str | None]:
         assert self.source is not None

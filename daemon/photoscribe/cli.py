@@ -45,6 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="tag and caption, show what would change in each file, write nothing",
     )
+    scan.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        help="spread the work over a Ray cluster: auto (the one this machine joined with "
+        "`ray start`), HOST:PORT or ray://HOST:10001 (its head), or local (Ray on this "
+        "machine only); needs photoscribe[cluster] and the folders at the same path on "
+        "every node",
+    )
     scan.set_defaults(func=cmd_scan)
 
     run = sub.add_parser(
@@ -151,6 +159,7 @@ def cmd_scan(config: Config, args: argparse.Namespace) -> int:
         captions=not args.no_caption,
         dry_run=args.dry_run,
         show=show_changes,
+        cluster=args.cluster,
     )
     print_summary(summary)
     if args.dry_run:
@@ -192,6 +201,17 @@ def print_summary(s: Summary, out: TextIO | None = None) -> None:
         out.write(f"  … and {len(s.failures) - MAX_FAILURES_SHOWN} more (photoscribe status)\n")
     for line in caption_outlook(s, "the next `photoscribe scan`"):
         out.write(f"  {line}\n")
+    if s.nodes:
+        out.write(f"  {node_line(s.nodes, s.cluster_seconds)}\n")
+
+
+def node_line(nodes: dict[str, int], seconds: float) -> str:
+    """The cluster scan's photos per node, and each node's photos/s over the run."""
+    parts = [
+        f"{name} {count} photos ({count / max(seconds, 1e-9):.1f}/s)"
+        for name, count in sorted(nodes.items(), key=lambda kv: -kv[1])
+    ]
+    return "per node: " + ", ".join(parts)
 
 
 def caption_counts(s: Summary, waiting: str) -> str:

@@ -58,6 +58,12 @@ class ConfigError(PhotoscribeError):
     exit_code = 2
 
 
+class ClusterError(PhotoscribeError):
+    """A cluster scan cannot start: Ray is not installed, or no cluster answers."""
+
+    exit_code = 2
+
+
 class ModelError(PhotoscribeError):
     """The CLIP model cannot be loaded or run (missing weights, bad file, device)."""
 

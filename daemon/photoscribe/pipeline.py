@@ -270,11 +270,8 @@ class Pipeline:
                 loaded = self.tagger.encoder.model.loaded
                 tensor = self._tensor(got.pixels) if loaded else Pixels(got.pixels)
             return Loaded(path, got.content_hash, tensor, got.context, got.recorded, stat)
-        except PhotoError as exc:
-            return Failed(path, stat, str(exc), is_transient(exc))
-        except OSError as exc:
-            reason = f"cannot read the file: {exc.strerror or exc}"
-            return Failed(path, stat, reason, is_transient(exc))
+        except (PhotoError, OSError) as exc:
+            return Failed(path, stat, *load_failure(exc))
 
     def _decode_photo(self, path: Path) -> Any:
         """A worker's LoadResult for ``path``; one core fewer decodes while the model loads."""
@@ -298,13 +295,7 @@ class Pipeline:
         )
 
     def _tensor(self, pixels: Any) -> Any:
-        from photoscribe.vision.loader import tensor_from
-
-        preprocess = self.tagger.encoder.preprocess()  # waits for a model still loading
-        try:
-            return tensor_from(pixels, preprocess)
-        except (OSError, ValueError, RuntimeError, TypeError) as exc:
-            raise DecodeError(f"the image cannot be prepared for the model ({exc})") from exc
+        return model_input(pixels, self.tagger.encoder.preprocess())  # waits for the model
 
     # -- tagging and reuse ---------------------------------------------------------
     def _tag(self, batch: list[Loaded]) -> None:
@@ -317,7 +308,7 @@ class Pipeline:
             self.observe("tag", time.monotonic() - started)
         for item, tagging in zip(batch, taggings, strict=True):
             if item.recorded is not None:
-                adopted = _adopted_tagging(tagging, item.recorded)
+                adopted = adopted_tagging(tagging, item.recorded)
                 caption = item.recorded.description
                 self._writer.put(AdoptedJob(item.path, item.content_hash, adopted, caption))
             else:
@@ -360,11 +351,9 @@ class Pipeline:
                 "image decoder", decode_pixels, item.tensor.data, self._request()
             )
             return self._tensor(pixels)
-        except PhotoError as exc:
-            self._fail(item.path, item.stat, str(exc), transient=is_transient(exc))
-        except OSError as exc:
-            reason = f"cannot read the file: {exc.strerror or exc}"
-            self._fail(item.path, item.stat, reason, transient=is_transient(exc))
+        except (PhotoError, OSError) as exc:
+            reason, transient = load_failure(exc)
+            self._fail(item.path, item.stat, reason, transient=transient)
         return None
 
     def _caption_then_write(
@@ -418,7 +407,24 @@ class Pipeline:
         )
 
 
-def _adopted_tagging(tagging: Tagging, recorded: Any) -> Tagging:
+def load_failure(exc: PhotoError | OSError) -> tuple[str, bool]:
+    """Why a photo could not be loaded, and whether that may pass by itself."""
+    if isinstance(exc, PhotoError):
+        return str(exc), is_transient(exc)
+    return f"cannot read the file: {exc.strerror or exc}", is_transient(exc)
+
+
+def model_input(pixels: Any, preprocess: Any) -> Any:
+    """The model's input tensor for a worker's decoded pixels; DecodeError if none."""
+    from photoscribe.vision.loader import tensor_from
+
+    try:
+        return tensor_from(pixels, preprocess)
+    except (OSError, ValueError, RuntimeError, TypeError) as exc:
+        raise DecodeError(f"the image cannot be prepared for the model ({exc})") from exc
+
+
+def adopted_tagging(tagging: Tagging, recorded: Any) -> Tagging:
     """The index's keywords for a photo whose file already holds photoscribe's write: the
     model's keywords that the file holds (with their scores), then the other words that
     photoscribe recorded adding. The embedding is the model's (for search)."""

@@ -95,6 +95,8 @@ class Summary:
     captions_off: str | None = None  # why no caption was asked for ("llm.enabled: false")
     # the index's reason for each waiting photo (None: not asked, e.g. the LLM was down)
     waiting_reasons: list[str | None] = field(default_factory=list)
+    nodes: dict[str, int] = field(default_factory=dict)  # cluster scan: photos each node read
+    cluster_seconds: float = 0.0  # cluster scan: how long the cluster's stages ran
 
     def rejections(self) -> Counter[str]:
         """Why the LLM's replies for waiting photos were rejected: reason → photos."""

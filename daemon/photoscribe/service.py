@@ -43,22 +43,28 @@ def scan(
     decode=None,
     write=None,
     images=None,
+    cluster: str | None = None,
 ) -> Summary:
     """`photoscribe scan`: tag, caption, write and index every photo under ``roots``.
 
     ``dry_run``: tag and caption, but write nothing; ``show(file, changes)`` is told what
     would change in each file. ``decode``, ``write``: the functions the worker processes
     run on each file (defaults: vision.loader.decode, metadata.write_photo); ``images``:
-    how photos become model input (default from ``model:``, see ``build_images``)."""
+    how photos become model input (default from ``model:``, see ``build_images``);
+    ``cluster``: a Ray address (``scan --cluster``), the stages then run there."""
+    if cluster is not None and dry_run:
+        raise ConfigError("--dry-run and --cluster cannot be combined; dry-run a folder locally")
     paths = find_photos(roots, config.scan)
     log.info("found %d photos under %s", len(paths), ", ".join(map(display, roots)))
     tagger = build_tagger(config)
-    if paths:  # a missing weights file has failed already (build_tagger checks it)
+    if paths and cluster is None:  # a missing weights file has failed already
         tagger.start(background=True)  # first photos decoded while the model loads
+    session = _cluster_session(cluster) if cluster is not None and paths else None
     store = open_store(config.index_path)
     workers = build_workers(config)
+    kind, extra = _pipeline_kind(config, session)
     try:
-        pipeline = Pipeline(
+        pipeline = kind(
             store,
             tagger,
             build_captions(config, captions),
@@ -74,13 +80,44 @@ def scan(
             workers=workers,
             decode=decode,
             images=images or build_images(config),
+            **extra,
         )
         summary = pipeline.run(paths)
     finally:
         workers.close()
         store.close()
+        if session is not None:
+            session.close()
     summary.captions_off = captions_off(config, captions)
     return summary
+
+
+def _cluster_session(address: str) -> Any:
+    from photoscribe.cluster.connect import connect
+
+    return connect(address)
+
+
+def _pipeline_kind(config: Config, session: Any) -> tuple[type[Pipeline], dict[str, Any]]:
+    """The local pipeline, or (a cluster session) the one whose stages run on Ray."""
+    if session is None:
+        return Pipeline, {}
+    from photoscribe.cluster.run import ClusterPipeline
+
+    return ClusterPipeline, {"config": cluster_config(config), "session": session}
+
+
+def cluster_config(config: Config) -> Config:
+    """``config`` as the cluster's nodes get it: the API key resolved here (a node need
+    not hold the key's file or environment variable)."""
+    import dataclasses
+
+    if not config.llm.enabled:
+        return config
+    llm = dataclasses.replace(
+        config.llm, api_key=config.llm_api_key(), api_key_env=None, api_key_file=None
+    )
+    return dataclasses.replace(config, llm=llm)
 
 
 def captions_off(config: Config, captions: bool = True) -> str | None:

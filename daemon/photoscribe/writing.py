@@ -147,7 +147,46 @@ def annotation_of(
     return Annotation(words, caption, tagging.model, content_hash, paths, concepts)
 
 
-Job = TaggedJob | CaptionJob | LateCaptionJob | AdoptedJob
+@dataclass(frozen=True)
+class FileResult:
+    """What writing one photo file came to: written (``stat``), or not (``reason``)."""
+
+    stat: FileStat | None
+    note: str | None = None  # written to the index only, e.g. a read-only folder
+    reason: str | None = None  # not written: why
+    transient: bool = False  # a failure that may pass by itself
+    gone: bool = False  # the photo was deleted meanwhile: nothing to record
+
+
+def write_safely(write: Callable[[], FileStat | None], path: Path) -> FileResult:
+    """Run ``write`` (one photo file's metadata write) and say what it came to."""
+    try:
+        return FileResult(write())
+    except NotWritableError as exc:  # a read-only folder: the index still learns the tags
+        return FileResult(stat_or_none(path), note=str(exc))
+    except PhotoChangedError as exc:
+        gone = not path.exists()  # stat unknown → tried again by the next scan
+        return FileResult(None, reason=str(exc), transient=is_transient(exc), gone=gone)
+    except PhotoError as exc:
+        return FileResult(stat_or_none(path), reason=str(exc), transient=is_transient(exc))
+
+
+@dataclass(frozen=True)
+class WrittenJob:
+    """A photo whose file a cluster node wrote (or found holding this write already,
+    ``adopted``): the index learns the outcome here, the file is not touched."""
+
+    path: Path
+    content_hash: str
+    tagging: Tagging
+    caption: str | None
+    result: FileResult
+    facts: PhotoFacts | None = None
+    adopted: bool = False
+    note: str | None = None  # why there is no caption
+
+
+Job = TaggedJob | CaptionJob | LateCaptionJob | AdoptedJob | WrittenJob
 # report(path, outcome, reason, transient=False): outcome is "tagged", "tagged+caption",
 # "captioned", "adopted" or "failed" (transient: a failure that may pass by itself)
 Report = Callable[..., None]
@@ -212,6 +251,9 @@ class Writer:
         self._queue.task_done()
 
     def _handle(self, job: Job) -> None:
+        if isinstance(job, WrittenJob):
+            self._written_elsewhere(job)
+            return
         if isinstance(job, AdoptedJob):
             self._adopt(job)
             return
@@ -228,19 +270,10 @@ class Writer:
         if isinstance(job, CaptionJob) and not self._still_waiting(job):
             return  # captioned meanwhile: a late caption and the backlog both asked
         note = job.note if isinstance(job, TaggedJob) else None
-        try:
-            stat = self._write_file(job)
-        except NotWritableError as exc:  # a read-only folder: the index still learns the tags
-            stat, note = stat_or_none(job.path), str(exc)
-        except PhotoChangedError as exc:
-            if not job.path.exists():  # deleted meanwhile: nothing to record
-                self.report(job.path, "failed", str(exc))
-                return
-            self._failed(job.path, None, exc)  # stat unknown → retried
+        result = write_safely(lambda: self._write_file(job), job.path)
+        if self._ended(job.path, result):
             return
-        except PhotoError as exc:
-            self._failed(job.path, stat_or_none(job.path), exc)
-            return
+        stat, note = result.stat, result.note or note
         if isinstance(job, CaptionJob):
             if not self.dry_run:
                 self.store.save_caption(job.row_id, job.caption, stat)
@@ -263,11 +296,41 @@ class Writer:
             return None
         return self.wording.search_text([k.label for k in tagging.keywords])
 
-    def _failed(self, path: Path, stat: FileStat | None, exc: PhotoError) -> None:
-        transient = is_transient(exc)
+    def _ended(self, path: Path, result: FileResult) -> bool:
+        """Whether the file write failed: then that is recorded and reported here."""
+        if result.reason is None:
+            return False
+        if result.gone:  # deleted meanwhile: nothing to record
+            self.report(path, "failed", result.reason)
+        else:
+            if not self.dry_run:
+                self.store.save_failure(
+                    path, result.stat, result.reason, transient=result.transient
+                )
+            self.report(path, "failed", result.reason, transient=result.transient)
+        return True
+
+    def _written_elsewhere(self, job: WrittenJob) -> None:
+        """Index what a cluster node wrote into the file (or found already there)."""
+        if self._ended(job.path, job.result):
+            return
         if not self.dry_run:
-            self.store.save_failure(path, stat, str(exc), transient=transient)
-        self.report(path, "failed", str(exc), transient=transient)
+            self.store.save_tagged(
+                job.path,
+                job.result.stat,
+                job.content_hash,
+                job.tagging,
+                job.caption,
+                job.facts,
+                self._search_text(job.tagging),
+            )
+            if job.adopted:
+                self.journal.follow(job.path, job.content_hash)
+        if job.adopted:
+            self.report(job.path, "adopted", None)
+        else:
+            outcome = "tagged+caption" if job.caption else "tagged"
+            self.report(job.path, outcome, job.result.note or job.note)
 
     def _adopt(self, job: AdoptedJob) -> None:
         if not self.dry_run:

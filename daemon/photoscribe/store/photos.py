@@ -174,6 +174,15 @@ class PhotoStore:
             (content_hash, model),
         )
 
+    def content_hashes(self, model: str) -> Iterator[str]:
+        """The content hash of every photo ``by_hash`` could find for ``model``."""
+        rows = self.query(
+            "SELECT DISTINCT content_hash FROM photos WHERE model = ? AND content_hash "
+            "IS NOT NULL AND state NOT IN ('failed', 'undone')",
+            (model,),
+        )
+        return (r[0] for r in rows)
+
     def by_ids(self, ids: Iterable[int]) -> dict[int, PhotoRow]:
         ids = list(ids)
         if not ids:

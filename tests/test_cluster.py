@@ -1,0 +1,254 @@
+"""`photoscribe scan --cluster`: a real local Ray cluster (`ray start --head` on 127.0.0.1)
+against a local scan of a copy of the same folder, a Ray worker killed mid-run, a rerun."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from photoscribe.cli import main
+from photoscribe.cluster.items import Item
+from photoscribe.cluster.stages import KnownHashes, LoadStage
+from photoscribe.config import config_from_dict
+from photoscribe.records import State
+from photoscribe.store import open_store
+
+from conftest import tiny_config_dict
+from fixtures import hostile
+from fixtures.exiftool import differences, whole_tags
+from fixtures.synthetic import draw_shape
+
+RAY = Path(sys.executable).parent / "ray"
+SHAPES = [("red", "circle"), ("blue", "square"), ("green", "triangle"), ("yellow", "circle")]
+# Differ between any two writes of the same photo (beside the file's own dates): its
+# path, and the time photoscribe records in its provenance.
+PER_WRITE = ("SourceFile", "XMP-photoscribe:AnnotatedAt")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory):
+    """A real one-node Ray cluster, started as a user would (`ray start --head`)."""
+    port = free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAY_USAGE_STATS_ENABLED": "0"}
+    start = [str(RAY), "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1"]
+    start += ["--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats"]
+    subprocess.run(start, check=True, env=env, capture_output=True, timeout=120)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([str(RAY), "stop", "--force"], env=env, capture_output=True, timeout=120)
+
+
+def library(folder: Path, count: int = 12) -> Path:
+    """Real photos in four formats and two folders (Chinese names among them), beside
+    hostile files: a decompression bomb, a JPEG claiming 65,000² pixels, a damaged JPEG,
+    an empty file and text named as a photo."""
+    (folder / "家庭 相册").mkdir(parents=True)
+    formats = [(".jpg", {"quality": 90}), (".png", {}), (".tif", {}), (".webp", {"quality": 90})]
+    for i in range(count):
+        colour, shape = SHAPES[i % len(SHAPES)]
+        ext, options = formats[i % len(formats)]
+        where = folder / "家庭 相册" if i % 3 == 0 else folder
+        name = f"照片_{i:02d}_{colour}{ext}" if i % 2 else f"photo_{i:02d}_{colour}{ext}"
+        draw_shape(colour, shape, size=(320, 240), seed=500 + i).save(where / name, **options)
+    hostile.png_bomb(folder)
+    hostile.jpeg_claiming(folder)
+    good = (folder / "photo_04_red.jpg").read_bytes()
+    (folder / "截断.jpg").write_bytes(good[: len(good) // 3])
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "notes.png").write_text("not an image, only named like one")
+    return folder
+
+
+class Scan:
+    """The real CLI, with its own config file and index."""
+
+    def __init__(self, home: Path, base_url: str) -> None:
+        self.home = home
+        self.config = home / "config.yaml"
+        raw = tiny_config_dict(home, base_url)
+        raw["tagging"] = {"labels_file": raw["tagging"]["labels_file"], "top_k": 3}
+        self.config.write_text(yaml.safe_dump(raw, allow_unicode=True))
+
+    def __call__(self, *args: str) -> tuple[int, str]:
+        """`photoscribe scan ARGS` in a process of its own (a hang fails, after 5 min)."""
+        command = [sys.executable, "-m", "photoscribe", "-c", str(self.config), "scan", *args]
+        env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+        return done.returncode, done.stdout + done.stderr
+
+    def store(self):
+        return open_store(self.home / "state" / "index.sqlite3", readonly=True)
+
+
+def outcome(scan: Scan, root: Path) -> dict:
+    """Everything a scan leaves, with paths relative to ``root``: each index row, each
+    file's tags as exiftool reads them, and the undo journal's entries per photo."""
+    store = scan.store()
+    rows = {}
+    for row in store.rows_under(root):
+        rel = row.path.relative_to(root).as_posix()
+        error = (row.error or "").replace(str(root), "ROOT")
+        rows[rel] = (row.state, [k.label for k in row.keywords], row.caption, error)
+    journal = store.query("SELECT path, COUNT(*) FROM journal GROUP BY path")
+    entries = {Path(p).relative_to(root).as_posix(): n for p, n in journal}
+    tags = {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = path.relative_to(root).as_posix()
+        if rows.get(rel, (None,))[0] is State.DONE:
+            found = whole_tags(path, drop=PER_WRITE)
+            tags[rel] = {k: v for k, v in found.items() if not k.startswith(("System:", "File:"))}
+        else:  # a file that failed: byte for byte as it was
+            tags[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return {"rows": rows, "journal": entries, "tags": tags}
+
+
+def first_line(out: str) -> str:
+    return next(line for line in out.splitlines() if " photos: " in line)
+
+
+def test_a_cluster_scan_equals_a_local_scan(tmp_path, cluster, fake_llm) -> None:
+    local_root = library(tmp_path / "local" / "photos")
+    cluster_root = tmp_path / "cluster" / "photos"
+    shutil.copytree(local_root, cluster_root)
+    local = Scan(tmp_path / "local", fake_llm.base_url)
+    remote = Scan(tmp_path / "cluster", fake_llm.base_url)
+
+    code_local, out_local = local(str(local_root))
+    code_cluster, out_cluster = remote("--cluster", cluster, str(cluster_root))
+
+    assert code_local == code_cluster == 1, out_local + out_cluster  # the hostile files fail
+    assert first_line(out_cluster) == first_line(out_local)
+    assert first_line(out_local).startswith("17 photos: 12 tagged, 0 skipped (already done), 5")
+    assert "per node: " in out_cluster and "per node: " not in out_local
+    want, got = outcome(local, local_root), outcome(remote, cluster_root)
+    assert got["rows"] == want["rows"]
+    assert got["journal"] == want["journal"]
+    assert len(want["journal"]) == 12 and set(want["journal"].values()) == {1}
+    changed = {k: v for k, v in got["tags"].items() if v != want["tags"][k]}
+    assert {k: differences(want["tags"][k], v) for k, v in changed.items()} == {}
+    assert got["tags"] == want["tags"]
+    done = [r for r in want["rows"].values() if r[0] is State.DONE]
+    assert len(done) == 12 and all(r[1] and r[2] for r in done)  # keywords and a caption
+
+    code, out = remote("--cluster", cluster, str(cluster_root))  # nothing left to do
+    assert code == 0  # as a local rerun: failed files are skipped until they change
+    assert first_line(out).startswith("17 photos: 0 tagged, 17 skipped (already done), 0 failed")
+    assert outcome(remote, cluster_root) == got
+
+
+def ray_workers(stage: str) -> list[int]:
+    """The pids of the Ray worker processes running ``stage``'s actors."""
+    found = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
+    return [
+        int(line.split()[0]) for line in found.splitlines() if stage in line and "ray::" in line
+    ]
+
+
+def test_a_ray_worker_killed_mid_run_loses_nothing(tmp_path, cluster, fake_llm) -> None:
+    root = tmp_path / "photos"
+    root.mkdir()
+    for i in range(40):
+        colour, shape = SHAPES[i % len(SHAPES)]
+        draw_shape(colour, shape, size=(320, 240), seed=900 + i).save(root / f"p{i:02d}.jpg")
+    fake_llm.set_behavior("slow", delay=0.2)  # writes trickle in as captions come
+    scan = Scan(tmp_path, fake_llm.base_url)
+    killed: list[int] = []
+
+    def kill_when_busy() -> None:
+        index = tmp_path / "state" / "index.sqlite3"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed:
+            done = 0
+            if index.exists():
+                store = open_store(index, readonly=True)
+                done = store.counts().get(State.DONE, 0)
+                store.close()
+            pids = ray_workers("WriteStage")
+            if 3 <= done < 30 and pids:
+                os.kill(pids[0], signal.SIGKILL)
+                killed.append(done)
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_when_busy)
+    killer.start()
+    code, out = scan("--cluster", cluster, str(root))
+    killer.join()
+    assert killed, "no WriteStage worker was killed while photos were in flight"
+    assert code == 0, out
+    assert first_line(out).startswith("40 photos: 40 tagged, 0 skipped (already done), 0 failed")
+    store = scan.store()
+    assert store.counts()[State.DONE] == 40
+    writes = dict(store.query("SELECT path, COUNT(*) FROM journal GROUP BY path"))
+    assert len(writes) == 40 and set(writes.values()) == {1}, writes  # each written once
+    code, out = scan("--cluster", cluster, str(root))
+    assert first_line(out).startswith("40 photos: 0 tagged, 40 skipped (already done)")
+
+
+def test_a_photo_a_node_cannot_see_is_a_failure_with_its_reason(make_config, tmp_path) -> None:
+    config = make_config()
+    request = _request(config)
+    stage = LoadStage(config, request, KnownHashes([]))
+    try:
+        item = stage.load(Item(tmp_path / "not-mounted-here" / "photo.jpg"))
+    finally:
+        stage.workers.close()
+    assert item.kind == "failed"
+    assert item.reason == "cannot read the file: No such file or directory"
+    assert not item.transient
+
+
+def test_known_hashes_find_what_the_index_holds() -> None:
+    known = KnownHashes(f"jpeg:{i:064x}" for i in range(1000))
+    assert len(known) == 1000
+    assert all(f"jpeg:{i:064x}" in known for i in range(0, 1000, 7))
+    assert not any(f"jpeg:{i:064x}" in known for i in range(1000, 1100))
+    assert "png:00" not in KnownHashes([])
+
+
+def test_ray_missing_is_a_clear_error(monkeypatch, make_config, tmp_path, capsys) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # as on a plain install
+    (tmp_path / "photos").mkdir()
+    draw_shape("red", "circle", size=(64, 48), seed=1).save(tmp_path / "photos" / "a.jpg")
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(tiny_config_dict(tmp_path)))
+    code = main(["-c", str(config), "scan", "--cluster", "auto", str(tmp_path / "photos")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "pip install 'photoscribe[cluster]'" in err
+
+
+def _request(config):
+    from photoscribe.builders import build_tagger
+    from photoscribe.worktasks import LoadRequest
+
+    plan = build_tagger(config).encoder.input_plan()
+    return LoadRequest(min_side=plan.min_side, plan=plan.pixels)
+
+
+def test_the_config_a_node_gets_carries_the_key(tmp_path, monkeypatch) -> None:
+    from photoscribe.service import cluster_config
+
+    raw = tiny_config_dict(tmp_path)
+    raw["llm"]["api_key_env"] = "PHOTOSCRIBE_TEST_KEY"
+    monkeypatch.setenv("PHOTOSCRIBE_TEST_KEY", "s3cret")
+    node = cluster_config(config_from_dict(raw))
+    monkeypatch.delenv("PHOTOSCRIBE_TEST_KEY")  # a node without the variable
+    assert node.llm_api_key() == "s3cret"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 
 from photoscribe.captioning import CaptionStage
-from photoscribe.config import Config, decode_workers
+from photoscribe.config import Config, LLMConfig, decode_workers
 from photoscribe.store import PhotoStore
 from photoscribe.writing import Writer
 
@@ -52,10 +52,7 @@ def build_captions(config: Config, enabled: bool = True) -> CaptionStage:
             from photoscribe.caption.spread import Spread
 
             source = Spread(
-                [
-                    Captioner(dataclasses.replace(cfg, base_url=url), key, name_of=name_of)
-                    for url in cfg.base_urls
-                ]
+                [Captioner(one_server(cfg, url), key, name_of=name_of) for url in cfg.base_urls]
             )
         else:
             source = Captioner(cfg, key, name_of=name_of)
@@ -63,6 +60,11 @@ def build_captions(config: Config, enabled: bool = True) -> CaptionStage:
     return CaptionStage(
         source, concurrency, concurrency * CAPTION_BACKLOG_PER_SLOT, config.llm.caption_wait
     )
+
+
+def one_server(llm: LLMConfig, url: str) -> LLMConfig:
+    """``llm`` with ``url`` as its only server."""
+    return dataclasses.replace(llm, base_url=url, base_urls=(url,))
 
 
 def build_context_reader(config: Config):

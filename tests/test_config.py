@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from photoscribe.config import Config, config_from_dict, load_config
+from photoscribe.config import Config, config_from_dict, is_key, load_config
 from photoscribe.errors import ConfigError
 
 ROOT = Path(__file__).parent.parent
@@ -107,6 +107,8 @@ def test_api_key_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def _keys(cls: type, prefix: str = "") -> set[str]:
     out = set()
     for f in dataclasses.fields(cls):
+        if not is_key(f):  # derived from another key (llm.base_urls)
+            continue
         if dataclasses.is_dataclass(f.type) or (
             isinstance(f.type, str) and f.type.endswith("Config")
         ):
@@ -154,3 +156,58 @@ def test_llm_extras_and_key_file(tmp_path: Path) -> None:
         config_from_dict({"llm": {"extra_headers": {"X": 1}}})
     with pytest.raises(ConfigError, match=r"cannot read llm\.api_key_file"):
         config_from_dict({"llm": {"api_key_file": str(tmp_path / "none")}}).llm_api_key()
+
+
+def test_base_url_may_name_one_server_or_several() -> None:
+    one = config_from_dict({"llm": {"base_url": "http://gpu1:8000/v1"}}).llm
+    assert one.base_url == "http://gpu1:8000/v1" and one.base_urls == ("http://gpu1:8000/v1",)
+    assert Config().llm.base_urls == (Config().llm.base_url,)
+    urls = ["http://gpu1:8000/v1", "https://gpu2:8443/v1"]
+    # through the language's replace() in Config too (it must not forget the list)
+    several = config_from_dict({"llm": {"base_url": urls}, "language": "zh"}).llm
+    assert several.base_url == urls[0] and several.base_urls == tuple(urls)
+    # one server picked out of the list (as builders.build_captions does): that one alone
+    assert dataclasses.replace(several, base_url=urls[1]).base_urls == (urls[1],)
+
+
+def test_base_url_list_from_a_yaml_file(tmp_path: Path) -> None:
+    (tmp_path / "c.yaml").write_text(
+        "llm:\n  base_url:\n    - http://gpu1:8000/v1\n    - http://gpu2:8000/v1\n"
+    )
+    llm = load_config(tmp_path / "c.yaml").llm
+    assert llm.base_urls == ("http://gpu1:8000/v1", "http://gpu2:8000/v1")
+
+
+def test_base_urls_is_not_a_key() -> None:
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) base_urls"):
+        config_from_dict({"llm": {"base_urls": ["http://gpu1:8000/v1"]}})
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ([], r"llm\.base_url: the list of servers is empty"),
+        (["http://gpu1:8000/v1", 8000], r"llm\.base_url\[1\]: expected a URL"),
+        (["http://gpu1:8000/v1", None], r"llm\.base_url\[1\]: expected a URL"),
+        (["gpu1:8000/v1"], r"llm\.base_url\[0\]: 'gpu1:8000/v1' is not an http:// or https://"),
+        (["ftp://gpu1/v1"], r"llm\.base_url\[0\]: .* is not an http:// or https://"),
+        ("gpu1:8000/v1", r"llm\.base_url: 'gpu1:8000/v1' is not an http:// or https://"),
+        (8000, r"llm\.base_url: expected a URL"),
+        ({"url": "http://gpu1:8000/v1"}, r"llm\.base_url: expected a URL"),
+        (
+            ["http://gpu1:8000/v1", "http://gpu2:8000/v1", "http://GPU1:8000/v1/"],
+            r"llm\.base_url\[2\]: .* is listed twice \(llm\.base_url\[0\] names it too\)",
+        ),
+    ],
+)
+def test_a_bad_base_url_names_the_key(value: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict({"llm": {"base_url": value}})
+
+
+def test_a_bad_base_url_hides_its_password() -> None:
+    with pytest.raises(ConfigError) as err:
+        config_from_dict(
+            {"llm": {"base_url": ["http://u:hunter22@a/v1", "http://u:hunter22@a/v1"]}}
+        )
+    assert "hunter22" not in str(err.value) and "listed twice" in str(err.value)

@@ -6,8 +6,10 @@ worker, builds what it needs from a ``Config`` alone (no CLI layer, no globals).
 
 from __future__ import annotations
 
+import dataclasses
+
 from photoscribe.captioning import CaptionStage
-from photoscribe.config import Config, decode_workers
+from photoscribe.config import Config, LLMConfig, decode_workers
 from photoscribe.store import PhotoStore
 from photoscribe.writing import Writer
 
@@ -39,15 +41,30 @@ def caption_names(config: Config):
 
 
 def build_captions(config: Config, enabled: bool = True) -> CaptionStage:
+    """The caption stage: one Captioner, or a Spread over the servers of llm.base_url when
+    it lists several (llm.concurrency stays the requests in flight over all of them)."""
     source = None
     if enabled and config.llm.enabled:
         from photoscribe.caption import Captioner
 
-        source = Captioner(config.llm, config.llm_api_key(), name_of=caption_names(config))
+        cfg, key, name_of = config.llm, config.llm_api_key(), caption_names(config)
+        if len(cfg.base_urls) > 1:
+            from photoscribe.caption.spread import Spread
+
+            source = Spread(
+                [Captioner(one_server(cfg, url), key, name_of=name_of) for url in cfg.base_urls]
+            )
+        else:
+            source = Captioner(cfg, key, name_of=name_of)
     concurrency = config.llm.concurrency
     return CaptionStage(
         source, concurrency, concurrency * CAPTION_BACKLOG_PER_SLOT, config.llm.caption_wait
     )
+
+
+def one_server(llm: LLMConfig, url: str) -> LLMConfig:
+    """``llm`` with ``url`` as its only server."""
+    return dataclasses.replace(llm, base_url=url, base_urls=(url,))
 
 
 def build_context_reader(config: Config):

@@ -15,6 +15,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -82,10 +83,23 @@ class TaggingConfig:
     fallback: float = 0.05  # nothing passed: keep the best concept if this close to passing
 
 
+# Field metadata: RAW = the YAML value goes to the section as it is (its __post_init__
+# checks it, naming the key); DERIVED = not a key: the section sets it from another one.
+RAW = {"raw": True}
+DERIVED = {"key": False}
+
+
+def is_key(f: dataclasses.Field) -> bool:
+    """A field the YAML file may set (a derived one is not)."""
+    return f.metadata.get("key", True)
+
+
 @dataclass(frozen=True)
 class LLMConfig:
     enabled: bool = True
-    base_url: str = "http://127.0.0.1:8000/v1"
+    # An OpenAI-compatible server, or a list of them (captions spread over those answering).
+    # Once made, base_url is the first one (for messages) and base_urls holds them all.
+    base_url: str = field(default="http://127.0.0.1:8000/v1", metadata=RAW)
     model: str = "Qwen3-1.7B"
     api_key: str = field(default="", repr=False)  # literal key; prefer api_key_env
     api_key_env: str | None = None  # name of an environment variable holding the key
@@ -109,6 +123,64 @@ class LLMConfig:
     # any of date, time_of_day, season, camera, place (a place name, never GPS coordinates).
     context: tuple[str, ...] = ()
     hemisphere: Literal["auto", "north", "south"] = "auto"  # for seasons; auto: GPS, else north
+    # Every server of base_url, the first being base_url itself; not a key. A base_url that
+    # is not base_urls[0] (dataclasses.replace(cfg, base_url=u)) means that server alone.
+    base_urls: tuple[str, ...] = field(default=(), metadata=DERIVED)
+
+    def __post_init__(self) -> None:
+        given = self.base_url
+        if isinstance(given, list | tuple):
+            urls = _server_urls(given)
+        else:
+            url = _server_url(given, "llm.base_url")
+            keep = bool(self.base_urls) and self.base_urls[0] == url
+            urls = self.base_urls if keep else (url,)
+        object.__setattr__(self, "base_url", urls[0])
+        object.__setattr__(self, "base_urls", tuple(urls))
+
+
+def _server_url(value: Any, where: str) -> str:
+    """One LLM server URL (http or https), or a ConfigError naming ``where``."""
+    if not isinstance(value, str):
+        raise ConfigError(
+            f"{where}: expected a URL such as http://127.0.0.1:8000/v1, got {value!r}"
+        )
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        from photoscribe.caption.secrets import public_url  # not at import: it imports us
+
+        raise ConfigError(
+            f"{where}: {public_url(value)!r} is not an http:// or https:// URL "
+            "(e.g. http://127.0.0.1:8000/v1)"
+        )
+    return value
+
+
+def _server_urls(values: list[Any] | tuple[Any, ...]) -> tuple[str, ...]:
+    """A list of LLM server URLs: at least one, each http(s), none twice."""
+    if not values:
+        raise ConfigError(
+            "llm.base_url: the list of servers is empty; name at least one URL "
+            "(or write one URL without a list)"
+        )
+    urls: list[str] = []
+    seen: dict[str, int] = {}
+    for i, value in enumerate(values):
+        url = _server_url(value, f"llm.base_url[{i}]")
+        same = url.rstrip("/").lower()
+        if same in seen:
+            from photoscribe.caption.secrets import public_url
+
+            raise ConfigError(
+                f"llm.base_url[{i}]: {public_url(url)!r} is listed twice "
+                f"(llm.base_url[{seen[same]}] names it too)"
+            )
+        seen[same] = i
+        urls.append(url)
+    return tuple(urls)
 
 
 @dataclass(frozen=True)
@@ -286,7 +358,7 @@ def _build(cls: type, raw: Any, where: str) -> Any:
     if not isinstance(raw, dict):
         raise ConfigError(f"{where or 'the file'}: expected a mapping, got {type(raw).__name__}")
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(cls) if is_key(f)}
     unknown = sorted(set(raw) - set(fields))
     if unknown:
         raise ConfigError(
@@ -294,7 +366,9 @@ def _build(cls: type, raw: Any, where: str) -> Any:
             "see config.example.yaml"
         )
     values = {
-        name: _convert(hints[name], value, f"{where}.{name}" if where else name)
+        name: value
+        if fields[name].metadata.get("raw")
+        else _convert(hints[name], value, f"{where}.{name}" if where else name)
         for name, value in raw.items()
     }
     return cls(**values)

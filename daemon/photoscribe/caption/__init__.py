@@ -3,6 +3,7 @@
 ``Captioner(cfg, api_key).caption(keywords)`` returns one or two sentences, or raises
 CaptionUnavailable (server down, slow, failing or misconfigured: try in a later run) or
 CaptionRejected (the server answered twice with something unusable).
+``caption.spread.Spread`` asks several servers (``llm.base_url`` a list), one Captioner each.
 """
 
 from __future__ import annotations

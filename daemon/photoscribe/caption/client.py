@@ -154,6 +154,12 @@ class CircuitBreaker:
         with self._lock:
             return self._remaining() == 0
 
+    @property
+    def on_trial(self) -> bool:
+        """The half-open trial request is under way (other callers would wait for it)."""
+        with self._lock:
+            return self._trial
+
     def acquire(self, wait: float = 0.0) -> None:
         """Allow one request, or raise CaptionUnavailable while the circuit is open.
 
@@ -234,6 +240,17 @@ class Captioner:
     def available(self) -> bool:
         """False while the circuit breaker is open (captions would fail at once)."""
         return self._breaker.available
+
+    @property
+    def on_trial(self) -> bool:
+        """A trial request is finding out whether the server is back (a caption asked now
+        would wait for its outcome)."""
+        return self._breaker.on_trial
+
+    @property
+    def url(self) -> str:
+        """The server's base URL, without a password (for messages)."""
+        return self._url
 
     def close(self) -> None:
         self._client.close()

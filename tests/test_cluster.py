@@ -3,6 +3,7 @@ against a local scan of a copy of the same folder, a Ray worker killed mid-run, 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -27,6 +28,7 @@ from photoscribe.store import open_store
 from conftest import tiny_config_dict
 from fixtures import hostile
 from fixtures.exiftool import differences, whole_tags
+from fixtures.mountns import MountNamespace
 from fixtures.synthetic import draw_shape
 
 RAY = Path(sys.executable).parent / "ray"
@@ -42,18 +44,33 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory):
-    """A real one-node Ray cluster, started as a user would (`ray start --head`)."""
+# Ray's token authentication, as the README's recipe sets it for `ray start` (the scans
+# themselves run without it: photoscribe finds the token as `ray start --head` does).
+RAY_ENV = {
+    **os.environ,
+    "HF_HUB_OFFLINE": "1",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_AUTH_MODE": "token",
+}
+
+
+@contextlib.contextmanager
+def ray_head(cpus: int = 2):
+    """A real Ray cluster's head node, started as a user would (`ray start --head`)."""
     port = free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAY_USAGE_STATS_ENABLED": "0"}
     start = [str(RAY), "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1"]
-    start += ["--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats"]
-    subprocess.run(start, check=True, env=env, capture_output=True, timeout=120)
+    start += [f"--num-cpus={cpus}", "--include-dashboard=false", "--disable-usage-stats"]
+    subprocess.run(start, check=True, env=RAY_ENV, capture_output=True, timeout=120)
     try:
         yield f"127.0.0.1:{port}"
     finally:
-        subprocess.run([str(RAY), "stop", "--force"], env=env, capture_output=True, timeout=120)
+        subprocess.run([str(RAY), "stop", "--force"], env=RAY_ENV, capture_output=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with ray_head() as address:
+        yield address
 
 
 def library(folder: Path, count: int = 12) -> Path:
@@ -90,7 +107,8 @@ class Scan:
     def __call__(self, *args: str) -> tuple[int, str]:
         """`photoscribe scan ARGS` in a process of its own (a hang fails, after 5 min)."""
         command = [sys.executable, "-m", "photoscribe", "-c", str(self.config), "scan", *args]
-        env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+        env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
+        env["HF_HUB_OFFLINE"] = "1"
         done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
         return done.returncode, done.stdout + done.stderr
 
@@ -252,3 +270,79 @@ def test_the_config_a_node_gets_carries_the_key(tmp_path, monkeypatch) -> None:
     node = cluster_config(config_from_dict(raw))
     monkeypatch.delenv("PHOTOSCRIBE_TEST_KEY")  # a node without the variable
     assert node.llm_api_key() == "s3cret"
+
+
+def nodes_alive(address: str) -> int:
+    done = subprocess.run(
+        [sys.executable, "-c", NODES, address], capture_output=True, text=True, env=RAY_ENV
+    )
+    return int(done.stdout.strip().splitlines()[-1])
+
+
+NODES = """
+import sys, ray
+ray.init(address=sys.argv[1], include_dashboard=False, log_to_driver=False)
+print(sum(1 for n in ray.nodes() if n["Alive"]))
+"""
+
+
+def in_namespace(ns: MountNamespace) -> list[int]:
+    """The processes in ``ns``'s mount namespace (the hidden node's raylet and workers)."""
+    mine = os.readlink(f"/proc/{ns.proc.pid}/ns/mnt")
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != ns.proc.pid:
+            with contextlib.suppress(OSError):
+                if os.readlink(entry / "ns" / "mnt") == mine:
+                    pids.append(int(entry.name))
+    return pids
+
+
+def test_a_node_that_cannot_see_the_folder_fails_its_photos_for_the_next_scan(
+    tmp_path, fake_llm
+) -> None:
+    root = tmp_path / "photos"
+    root.mkdir()
+    for i in range(24):
+        colour, shape = SHAPES[i % len(SHAPES)]
+        draw_shape(colour, shape, size=(320, 240), seed=300 + i).save(root / f"p{i:02d}.jpg")
+    scan = Scan(tmp_path, fake_llm.base_url)
+    with ray_head(cpus=2) as address:
+        ns = MountNamespace()  # a second node, where the photo folder is an empty tmpfs
+        try:
+            ns.mount_tmpfs(root, "1m")
+            join = [str(RAY), "start", f"--address={address}", "--num-cpus=2"]
+            join += ["--node-ip-address=127.0.0.1", "--disable-usage-stats"]
+            done = subprocess.run(ns.command(*join), capture_output=True, text=True, env=RAY_ENV)
+            assert done.returncode == 0, done.stderr
+            deadline = time.monotonic() + 60
+            while nodes_alive(address) < 2 and time.monotonic() < deadline:
+                time.sleep(0.5)
+            code, out = scan("--cluster", address, str(root))
+        finally:
+            for pid in in_namespace(ns):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            ns.close()
+        assert code == 1, out  # some photos failed: the scan itself went on to the end
+        store = scan.store()
+        failed = [r for r in store.rows_under(root) if r.state is State.FAILED]
+        done_rows = [r for r in store.rows_under(root) if r.state is State.DONE]
+        assert failed and done_rows, out  # each node loaded some of the photos
+        assert len(failed) + len(done_rows) == 24, [
+            (r.state, r.error) for r in store.rows_under(root)
+        ]
+        for row in failed:
+            assert row.error.startswith("the cluster node "), row.error
+            assert row.error.endswith(
+                "cannot see this file (mount its folder at the same path on every node)"
+            )
+            assert row.transient
+        assert f"{len(failed)} failed for a passing reason" in out
+        deadline = time.monotonic() + 60
+        while nodes_alive(address) > 1 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        code, out = scan("--cluster", address, str(root))  # the hidden node is gone
+    assert code == 0, out
+    tagged = f"{len(failed)} tagged, {len(done_rows)} skipped (already done), 0 failed"
+    assert tagged in first_line(out)

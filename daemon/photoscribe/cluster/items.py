@@ -31,6 +31,7 @@ class Item:
     note: str | None = None  # why there is no caption
     reason: str | None = None  # failed: why
     transient: bool = False  # failed, but may pass by itself
+    unseen: bool = False  # failed: the node found no such file (its mount may be missing)
     result: Any = None  # writing.FileResult of the metadata write
     facts: Any = None  # store.photos.PhotoFacts (date, camera, place) for search
     nodes: dict[str, str] = field(default_factory=dict)  # stage → node that ran it

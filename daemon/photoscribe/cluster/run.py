@@ -21,6 +21,7 @@ from typing import Any
 from photoscribe.cluster.connect import Session
 from photoscribe.cluster.items import COLUMN, Item, pack, unpack
 from photoscribe.config import Config
+from photoscribe.errors import ClusterError
 from photoscribe.fsutil import stat_or_none
 from photoscribe.pipeline import Known, Pipeline
 from photoscribe.records import FileStat
@@ -32,6 +33,7 @@ CHUNK = 100_000  # photos per Ray Data run: bounds the driver's memory on huge b
 LOAD_BATCH = 4  # photos per load call: small, so that the work spreads over the nodes
 CAPTION_BATCH = 16
 WRITE_BATCH = 8
+SPREAD = {"scheduling_strategy": "SPREAD"}  # actors over every node, not packed on one
 
 
 @dataclass(frozen=True)
@@ -49,16 +51,18 @@ class Layout:
         nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
         return cls(int(total.get("CPU", 1)), int(total.get("GPU", 0)), max(1, nodes))
 
-    def load(self) -> dict[str, Any]:  # one worker process each, about one per core
-        return {"size": (1, max(1, self.cpus)), "num_cpus": 0.25}
+    # Fixed pools (an autoscaling one starts with one actor and grows late: 0.77 × a local
+    # scan's photos/s on one node, against 0.99 fixed), spread over the nodes.
+    def load(self) -> dict[str, Any]:  # one worker process each, one per core
+        return {"size": (max(1, self.cpus),) * 2, "num_cpus": 0.25, **SPREAD}
 
     def tag(self) -> dict[str, Any]:  # one model per GPU, else one per node (all its cores)
         if self.gpus:
-            return {"size": (1, self.gpus), "num_cpus": 0.5, "num_gpus": 1}
-        return {"size": (1, self.nodes), "num_cpus": 0.5}
+            return {"size": (self.gpus, self.gpus), "num_cpus": 0.5, "num_gpus": 1, **SPREAD}
+        return {"size": (self.nodes, self.nodes), "num_cpus": 0.5, **SPREAD}
 
     def write(self) -> dict[str, Any]:
-        return {"size": (1, 2 * self.nodes), "num_cpus": 0.25}
+        return {"size": (self.nodes, 2 * self.nodes), "num_cpus": 0.25, **SPREAD}
 
 
 class ClusterPipeline(Pipeline):
@@ -115,11 +119,19 @@ class ClusterPipeline(Pipeline):
         ds = _stage(ds, TagStage, (self.config,), self.batch_size, layout.tag())
         ds = _stage(ds, CaptionStep, (self.config,), CAPTION_BATCH, {"size": (1, 1), "num_cpus": 0})
         ds = _stage(ds, WriteStage, (self.config, keeper), WRITE_BATCH, layout.write())
-        for row in ds.iter_rows():
-            item = unpack(bytes(row[COLUMN]))
-            if "load" in item.nodes:
-                self.nodes[item.nodes["load"]] += 1
-            yield item
+        try:
+            for row in ds.iter_rows():
+                item = unpack(bytes(row[COLUMN]))
+                if "load" in item.nodes:
+                    self.nodes[item.nodes["load"]] += 1
+                yield item
+        except ray.exceptions.RayError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ClusterError(
+                f"the cluster scan stopped: {first}; the photos indexed so far are kept and "
+                "a rerun goes on from there (check `ray status` and that photoscribe[cluster] "
+                "is installed on every node)"
+            ) from exc
 
     def _keeper(self) -> Any:
         """The journal keeper, on this (the driver's, the index's) node."""
@@ -145,7 +157,9 @@ class ClusterPipeline(Pipeline):
         """Hand one result to the writer (or reuse an indexed copy); False: the photo
         was hinted as known but is not indexed, so it must be tagged here."""
         stat = _here(item.path, item.stat)
-        if item.kind == "failed":
+        if item.kind == "failed" and item.unseen and item.path.exists():
+            self._fail(item.path, None, unseen(item.nodes.get("load")), transient=True)
+        elif item.kind == "failed":
             self._fail(item.path, stat, item.reason or "unknown error", transient=item.transient)
         elif item.kind == "known":
             assert item.content_hash is not None
@@ -165,6 +179,8 @@ class ClusterPipeline(Pipeline):
         result: FileResult = item.result
         if result.reason is None:
             result = FileResult(_here(item.path, result.stat), result.note)
+        elif result.gone and item.path.exists():  # gone for the node that wrote, not here
+            result = FileResult(None, reason=unseen(item.nodes.get("write")), transient=True)
         return WrittenJob(
             item.path,
             item.content_hash,
@@ -175,6 +191,13 @@ class ClusterPipeline(Pipeline):
             adopted=item.recorded is not None,
             note=item.note,
         )
+
+
+def unseen(node: str | None) -> str:
+    return (
+        f"the cluster node {node or '?'} cannot see this file (mount its folder at the same "
+        "path on every node)"
+    )
 
 
 def _stage(ds: Any, cls: type, args: tuple, batch_size: int, plan: dict[str, Any]) -> Any:

@@ -87,8 +87,9 @@ class LoadStage:
             got = self.workers.call(
                 "image decoder", load_photo, item.path, self.request, phase=PHASE
             )
-        except (PhotoError, OSError) as exc:  # a node that cannot see the file: its reason
-            return replace(item, stat=stat).failed(*load_failure(exc))
+        except (PhotoError, OSError) as exc:
+            unseen = isinstance(exc, FileNotFoundError)  # the driver sees it: a mount missing?
+            return replace(item, stat=stat, unseen=unseen).failed(*load_failure(exc))
         found = replace(item, stat=stat, content_hash=got.content_hash, context=got.context)
         if self.known is not None and got.content_hash in self.known:
             return replace(found, kind="known")

@@ -346,3 +346,17 @@ def test_a_node_that_cannot_see_the_folder_fails_its_photos_for_the_next_scan(
     assert code == 0, out
     tagged = f"{len(failed)} tagged, {len(done_rows)} skipped (already done), 0 failed"
     assert tagged in first_line(out)
+
+
+def test_no_caption_asks_no_llm_from_the_cluster(tmp_path, cluster, fake_llm) -> None:
+    root = tmp_path / "photos"
+    root.mkdir()
+    for i in range(4):
+        colour, shape = SHAPES[i]
+        draw_shape(colour, shape, size=(320, 240), seed=700 + i).save(root / f"p{i}.jpg")
+    scan = Scan(tmp_path, fake_llm.base_url)
+    code, out = scan("--cluster", cluster, "--no-caption", str(root))
+    assert code == 0, out
+    assert first_line(out).startswith("4 photos: 4 tagged, 0 skipped (already done), 0 failed")
+    assert [r for r in fake_llm.requests if "messages" in r] == []
+    assert all(r.caption is None for r in scan.store().rows_under(root))

@@ -62,7 +62,7 @@ def scan(
     session = _cluster_session(cluster) if cluster is not None and paths else None
     store = open_store(config.index_path)
     workers = build_workers(config)
-    kind, extra = _pipeline_kind(config, session)
+    kind, extra = _pipeline_kind(config, session, captions)
     try:
         pipeline = kind(
             store,
@@ -98,22 +98,26 @@ def _cluster_session(address: str) -> Any:
     return connect(address)
 
 
-def _pipeline_kind(config: Config, session: Any) -> tuple[type[Pipeline], dict[str, Any]]:
+def _pipeline_kind(
+    config: Config, session: Any, captions: bool
+) -> tuple[type[Pipeline], dict[str, Any]]:
     """The local pipeline, or (a cluster session) the one whose stages run on Ray."""
     if session is None:
         return Pipeline, {}
     from photoscribe.cluster.run import ClusterPipeline
 
-    return ClusterPipeline, {"config": cluster_config(config), "session": session}
+    return ClusterPipeline, {"config": cluster_config(config, captions), "session": session}
 
 
-def cluster_config(config: Config) -> Config:
+def cluster_config(config: Config, captions: bool = True) -> Config:
     """``config`` as the cluster's nodes get it: the API key resolved here (a node need
-    not hold the key's file or environment variable)."""
+    not hold the key's file or environment variable); the LLM off with --no-caption."""
     import dataclasses
 
     if not config.llm.enabled:
         return config
+    if not captions:
+        return dataclasses.replace(config, llm=dataclasses.replace(config.llm, enabled=False))
     llm = dataclasses.replace(
         config.llm, api_key=config.llm_api_key(), api_key_env=None, api_key_file=None
     )

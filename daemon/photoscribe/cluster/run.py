@@ -14,7 +14,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -113,9 +113,8 @@ class ClusterPipeline(Pipeline):
         keeper = self._keeper()
         rows = [{COLUMN: pack(Item(path))} for path in paths]
         ds = ray.data.from_items(rows, override_num_blocks=max(1, len(rows) // LOAD_BATCH))
-        ds = _stage(
-            ds, LoadStage, (self.config, self._request(), self._known()), LOAD_BATCH, layout.load()
-        )
+        request = replace(self._request(), jpeg_bytes=False)  # decoded on the nodes' CPUs
+        ds = _stage(ds, LoadStage, (self.config, request, self._known()), LOAD_BATCH, layout.load())
         ds = _stage(ds, TagStage, (self.config,), self.batch_size, layout.tag())
         ds = _stage(ds, CaptionStep, (self.config,), CAPTION_BATCH, {"size": (1, 1), "num_cpus": 0})
         ds = _stage(ds, WriteStage, (self.config, keeper), WRITE_BATCH, layout.write())

@@ -273,3 +273,19 @@ def test_an_unexpected_pretrained_source_is_not_guessed() -> None:
         },
         "A-quickgelu": {"x": {"url": "", "hf_hub": "o/r/", "quick_gelu": True}},
     }
+
+
+def test_every_llm_server_is_checked(doctor, fake_llm) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on: a server that is down
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+    code, checks = doctor([fake_llm.base_url, dead])
+    assert code == 1
+    found = by_name(checks)
+    assert found["llm models #1"]["ok"] and found["llm caption #1"]["ok"]
+    assert fake_llm.base_url in found["llm models #1"]["detail"]
+    assert not found["llm models #2"]["ok"] and not found["llm caption #2"]["ok"]
+    assert "cannot reach the LLM server" in found["llm models #2"]["detail"]
+    assert "llm models" not in found  # several servers: every check names its server

@@ -591,11 +591,12 @@ def cmd_doctor(config: Config, args: argparse.Namespace) -> int:
 
     from photoscribe.doctor import run_checks
 
-    def make_captioner():
+    def make_captioner(url: str):
+        from photoscribe.builders import one_server
         from photoscribe.caption import Captioner
         from photoscribe.service import caption_names
 
-        llm = dataclasses.replace(config.llm, retries=0)  # report, don't wait
+        llm = dataclasses.replace(one_server(config.llm, url), retries=0)  # report, don't wait
         return Captioner(llm, config.llm_api_key(), name_of=caption_names(config))
 
     checks = run_checks(config, make_captioner)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -110,23 +110,36 @@ def check_precision(config: Config) -> list[Check]:
     return [Check("clip precision", True, f"{detail}; {threads} torch thread{plural}")]
 
 
-def check_llm(config: Config, make_captioner: Callable[[], Any]) -> list[Check]:
+def check_llm(config: Config, make_captioner: Callable[[str], Any]) -> list[Check]:
+    """The checks of every server in ``llm.base_url`` (``make_captioner(url)``); with
+    several, each check's name ends in the server's number (``llm caption #2``)."""
     if not config.llm.enabled:
         return [Check("llm", True, "disabled (llm.enabled: false): keywords only")]
+    urls = config.llm.base_urls or (config.llm.base_url,)
+    checks = []
+    for number, url in enumerate(urls, 1):
+        found = _check_server(config, url, make_captioner)
+        if len(urls) > 1:
+            found = [replace(c, name=f"{c.name} #{number}") for c in found]
+        checks += found
+    return checks
+
+
+def _check_server(config: Config, url: str, make_captioner: Callable[[str], Any]) -> list[Check]:
     try:
-        captioner = make_captioner()
+        captioner = make_captioner(url)
     except PhotoscribeError as exc:
         return [Check("llm", False, str(exc))]
     try:
-        return [_check_models(config, captioner), *_check_completion(config, captioner)]
+        return [_check_models(config, url, captioner), *_check_completion(config, captioner)]
     finally:
         captioner.close()
 
 
-def _check_models(config: Config, captioner: Any) -> Check:
+def _check_models(config: Config, base_url: str, captioner: Any) -> Check:
     from photoscribe.caption.secrets import public_url
 
-    url = public_url(config.llm.base_url)
+    url = public_url(base_url)
     try:
         models = captioner.list_models()
     except CaptionError as exc:
@@ -159,7 +172,7 @@ def _check_completion(config: Config, captioner: Any) -> list[Check]:
     return checks
 
 
-def run_checks(config: Config, make_captioner: Callable[[], Any]) -> list[Check]:
+def run_checks(config: Config, make_captioner: Callable[[str], Any]) -> list[Check]:
     return [
         check_index(config),
         *check_folders(config),

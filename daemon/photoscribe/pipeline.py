@@ -263,7 +263,7 @@ class Pipeline:
             if not self.force:
                 known = self.store.by_hash(got.content_hash, self.tagger.encoder.model_id)
                 if known:
-                    row = _prefer_same_path(known, path)
+                    row = prefer_same_path(known, path)
                     return Known(path, stat, got.content_hash, row, got.context)
             tensor: Any = got.jpeg
             if tensor is None:  # made now, or once the model has loaded (see _decoded)
@@ -445,5 +445,5 @@ def adopted_tagging(tagging: Tagging, recorded: Any) -> Tagging:
     return Tagging(tuple(keep + extra), tagging.embedding, tagging.model)
 
 
-def _prefer_same_path(rows: list[PhotoRow], path: Path) -> PhotoRow:
+def prefer_same_path(rows: list[PhotoRow], path: Path) -> PhotoRow:
     return next((r for r in rows if r.path == path), rows[0])

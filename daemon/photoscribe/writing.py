@@ -280,16 +280,23 @@ class Writer:
             self.report(job.path, "captioned", None)
             return
         if not self.dry_run:
-            self.store.save_tagged(
-                job.path,
-                stat,
-                job.content_hash,
-                job.tagging,
-                job.caption,
-                self.facts(job.path),
-                self._search_text(job.tagging),
-            )
+            self._index(job, stat, self.facts(job.path))
         self.report(job.path, "tagged+caption" if job.caption else "tagged", note)
+
+    def _index(
+        self, job: TaggedJob | AdoptedJob | WrittenJob, stat: FileStat | None, facts: Any
+    ) -> None:
+        """The photo's row: its keywords, caption, embedding and ``facts`` (date taken,
+        camera, place: for search filters)."""
+        self.store.save_tagged(
+            job.path,
+            stat,
+            job.content_hash,
+            job.tagging,
+            job.caption,
+            facts,
+            self._search_text(job.tagging),
+        )
 
     def _search_text(self, tagging: Tagging) -> str | None:
         if self.wording is None:
@@ -315,15 +322,7 @@ class Writer:
         if self._ended(job.path, job.result):
             return
         if not self.dry_run:
-            self.store.save_tagged(
-                job.path,
-                job.result.stat,
-                job.content_hash,
-                job.tagging,
-                job.caption,
-                job.facts,
-                self._search_text(job.tagging),
-            )
+            self._index(job, job.result.stat, job.facts)
             if job.adopted:
                 self.journal.follow(job.path, job.content_hash)
         if job.adopted:
@@ -334,15 +333,7 @@ class Writer:
 
     def _adopt(self, job: AdoptedJob) -> None:
         if not self.dry_run:
-            self.store.save_tagged(
-                job.path,
-                stat_or_none(job.path),
-                job.content_hash,
-                job.tagging,
-                job.caption,
-                self.facts(job.path),  # date taken, camera, place: for search filters
-                self._search_text(job.tagging),
-            )
+            self._index(job, stat_or_none(job.path), self.facts(job.path))
             self.journal.follow(job.path, job.content_hash)  # moved after its row was dropped
         log.info("indexed what the file already held: %s", display(job.path))
         self.report(job.path, "adopted", None)

@@ -23,7 +23,7 @@ from photoscribe.cluster.items import COLUMN, Item, pack, unpack
 from photoscribe.config import Config
 from photoscribe.errors import ClusterError
 from photoscribe.fsutil import stat_or_none
-from photoscribe.pipeline import Known, Pipeline
+from photoscribe.pipeline import Known, Pipeline, prefer_same_path
 from photoscribe.records import FileStat
 from photoscribe.writing import FileResult, WrittenJob
 
@@ -165,7 +165,7 @@ class ClusterPipeline(Pipeline):
             rows = self.store.by_hash(item.content_hash, self.tagger.encoder.model_id)
             if not rows or stat is None:
                 return False
-            row = next((r for r in rows if r.path == item.path), rows[0])
+            row = prefer_same_path(rows, item.path)
             self._reuse(Known(item.path, stat, item.content_hash, row, item.context))
         elif item.kind == "written":
             self._writer.put(self._written(item))

@@ -277,13 +277,15 @@ def nodes_alive(address: str) -> int:
     done = subprocess.run(
         [sys.executable, "-c", NODES, address], capture_output=True, text=True, env=RAY_ENV
     )
-    return int(done.stdout.strip().splitlines()[-1])
+    alive = [line for line in done.stdout.splitlines() if line.startswith("ALIVE ")]
+    assert alive, done.stdout + done.stderr
+    return int(alive[-1].split()[1])
 
 
 NODES = """
 import sys, ray
 ray.init(address=sys.argv[1], include_dashboard=False, log_to_driver=False)
-print(sum(1 for n in ray.nodes() if n["Alive"]))
+print("ALIVE", sum(1 for n in ray.nodes() if n["Alive"]))
 """
 
 
@@ -299,8 +301,35 @@ def in_namespace(ns: MountNamespace) -> list[int]:
     return pids
 
 
+def hidden_node(address: str, folder: Path) -> MountNamespace:
+    """A second node joining the cluster from a private mount namespace in which ``folder``
+    is an empty tmpfs: a node without the photos' mount."""
+    ns = MountNamespace()
+    ns.mount_tmpfs(folder, "1m")
+    join = [str(RAY), "start", f"--address={address}", "--num-cpus=2"]
+    join += ["--node-ip-address=127.0.0.1", "--disable-usage-stats"]
+    done = subprocess.run(ns.command(*join), capture_output=True, text=True, env=RAY_ENV)
+    assert done.returncode == 0, done.stderr
+    deadline = time.monotonic() + 60
+    while nodes_alive(address) < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return ns
+
+
+def stop_node(ns: MountNamespace, address: str) -> None:
+    """Kill the hidden node's processes (not `ray stop`: that stops every Ray node here,
+    the head too) and wait until the head counts it gone."""
+    for pid in in_namespace(ns):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    ns.close()
+    deadline = time.monotonic() + 90
+    while nodes_alive(address) > 1 and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
 def test_a_node_that_cannot_see_the_folder_fails_its_photos_for_the_next_scan(
-    tmp_path, fake_llm
+    tmp_path, cluster, fake_llm
 ) -> None:
     root = tmp_path / "photos"
     root.mkdir()
@@ -308,42 +337,27 @@ def test_a_node_that_cannot_see_the_folder_fails_its_photos_for_the_next_scan(
         colour, shape = SHAPES[i % len(SHAPES)]
         draw_shape(colour, shape, size=(320, 240), seed=300 + i).save(root / f"p{i:02d}.jpg")
     scan = Scan(tmp_path, fake_llm.base_url)
-    with ray_head(cpus=2) as address:
-        ns = MountNamespace()  # a second node, where the photo folder is an empty tmpfs
-        try:
-            ns.mount_tmpfs(root, "1m")
-            join = [str(RAY), "start", f"--address={address}", "--num-cpus=2"]
-            join += ["--node-ip-address=127.0.0.1", "--disable-usage-stats"]
-            done = subprocess.run(ns.command(*join), capture_output=True, text=True, env=RAY_ENV)
-            assert done.returncode == 0, done.stderr
-            deadline = time.monotonic() + 60
-            while nodes_alive(address) < 2 and time.monotonic() < deadline:
-                time.sleep(0.5)
-            code, out = scan("--cluster", address, str(root))
-        finally:
-            for pid in in_namespace(ns):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            ns.close()
-        assert code == 1, out  # some photos failed: the scan itself went on to the end
-        store = scan.store()
-        failed = [r for r in store.rows_under(root) if r.state is State.FAILED]
-        done_rows = [r for r in store.rows_under(root) if r.state is State.DONE]
-        assert failed and done_rows, out  # each node loaded some of the photos
-        assert len(failed) + len(done_rows) == 24, [
-            (r.state, r.error) for r in store.rows_under(root)
-        ]
-        for row in failed:
-            assert row.error.startswith("the cluster node "), row.error
-            assert row.error.endswith(
-                "cannot see this file (mount its folder at the same path on every node)"
-            )
-            assert row.transient
-        assert f"{len(failed)} failed for a passing reason" in out
-        deadline = time.monotonic() + 60
-        while nodes_alive(address) > 1 and time.monotonic() < deadline:
-            time.sleep(0.5)
-        code, out = scan("--cluster", address, str(root))  # the hidden node is gone
+    ns = hidden_node(cluster, root)
+    try:
+        code, out = scan("--cluster", cluster, str(root))
+    finally:
+        stop_node(ns, cluster)
+    assert code == 1, out  # some photos failed: the scan itself went on to the end
+    rows = scan.store().rows_under(root)
+    failed = [r for r in rows if r.state is State.FAILED]
+    done_rows = [r for r in rows if r.state is State.DONE]
+    assert failed and done_rows, out  # each node loaded some of the photos
+    assert len(failed) + len(done_rows) == 24, [(r.state, r.error) for r in rows]
+    for row in failed:
+        assert row.error.startswith("the cluster node "), row.error
+        assert row.error.endswith(
+            "cannot see this file (mount its folder at the same path on every node)"
+        )
+        assert row.transient
+    assert f"{len(failed)} failed for a passing reason" in out
+
+    assert nodes_alive(cluster) == 1
+    code, out = scan("--cluster", cluster, str(root))  # the hidden node is gone
     assert code == 0, out
     tagged = f"{len(failed)} tagged, {len(done_rows)} skipped (already done), 0 failed"
     assert tagged in first_line(out)

@@ -95,6 +95,15 @@ def library(folder: Path, count: int = 12) -> Path:
     return folder
 
 
+def jpegs(folder: Path, count: int, seed: int) -> Path:
+    """``count`` small JPEGs of coloured shapes, p00.jpg … in ``folder``."""
+    folder.mkdir()
+    for i in range(count):
+        colour, shape = SHAPES[i % len(SHAPES)]
+        draw_shape(colour, shape, size=(320, 240), seed=seed + i).save(folder / f"p{i:02d}.jpg")
+    return folder
+
+
 class Scan:
     """The real CLI, with its own config file and index."""
 
@@ -182,11 +191,7 @@ def ray_workers(stage: str) -> list[int]:
 
 
 def test_a_ray_worker_killed_mid_run_loses_nothing(tmp_path, cluster, fake_llm) -> None:
-    root = tmp_path / "photos"
-    root.mkdir()
-    for i in range(40):
-        colour, shape = SHAPES[i % len(SHAPES)]
-        draw_shape(colour, shape, size=(320, 240), seed=900 + i).save(root / f"p{i:02d}.jpg")
+    root = jpegs(tmp_path / "photos", 40, seed=900)
     fake_llm.set_behavior("slow", delay=0.2)  # writes trickle in as captions come
     scan = Scan(tmp_path, fake_llm.base_url)
     killed: list[int] = []
@@ -331,11 +336,7 @@ def stop_node(ns: MountNamespace, address: str) -> None:
 def test_a_node_that_cannot_see_the_folder_fails_its_photos_for_the_next_scan(
     tmp_path, cluster, fake_llm
 ) -> None:
-    root = tmp_path / "photos"
-    root.mkdir()
-    for i in range(24):
-        colour, shape = SHAPES[i % len(SHAPES)]
-        draw_shape(colour, shape, size=(320, 240), seed=300 + i).save(root / f"p{i:02d}.jpg")
+    root = jpegs(tmp_path / "photos", 24, seed=300)
     scan = Scan(tmp_path, fake_llm.base_url)
     ns = hidden_node(cluster, root)
     try:
@@ -364,11 +365,7 @@ def test_a_node_that_cannot_see_the_folder_fails_its_photos_for_the_next_scan(
 
 
 def test_no_caption_asks_no_llm_from_the_cluster(tmp_path, cluster, fake_llm) -> None:
-    root = tmp_path / "photos"
-    root.mkdir()
-    for i in range(4):
-        colour, shape = SHAPES[i]
-        draw_shape(colour, shape, size=(320, 240), seed=700 + i).save(root / f"p{i}.jpg")
+    root = jpegs(tmp_path / "photos", 4, seed=700)
     scan = Scan(tmp_path, fake_llm.base_url)
     code, out = scan("--cluster", cluster, "--no-caption", str(root))
     assert code == 0, out
@@ -380,11 +377,7 @@ def test_no_caption_asks_no_llm_from_the_cluster(tmp_path, cluster, fake_llm) ->
 def test_a_driver_killed_mid_run_loses_nothing_and_a_rerun_finishes(
     tmp_path, cluster, fake_llm
 ) -> None:
-    root = tmp_path / "photos"
-    root.mkdir()
-    for i in range(40):
-        colour, shape = SHAPES[i % len(SHAPES)]
-        draw_shape(colour, shape, size=(320, 240), seed=1100 + i).save(root / f"p{i:02d}.jpg")
+    root = jpegs(tmp_path / "photos", 40, seed=1100)
     fake_llm.set_behavior("slow", delay=0.2)
     scan = Scan(tmp_path, fake_llm.base_url)
     command = [sys.executable, "-m", "photoscribe", "-c", str(scan.config), "scan"]

@@ -345,9 +345,12 @@ def write_yaml(config, folder: Path) -> Path:
 
     import yaml
 
-    def plain(value):
+    from photoscribe.config import is_key
+
+    def plain(value):  # the keys a file may set (not derived fields such as llm.base_urls)
         if dataclasses.is_dataclass(value):
-            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+            fields = [f for f in dataclasses.fields(value) if is_key(f)]
+            return {f.name: plain(getattr(value, f.name)) for f in fields}
         if isinstance(value, tuple | list):
             return [plain(v) for v in value]
         if isinstance(value, dict):

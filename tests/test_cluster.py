@@ -347,7 +347,9 @@ def test_a_node_that_cannot_see_the_folder_fails_its_photos_for_the_next_scan(
     rows = scan.store().rows_under(root)
     failed = [r for r in rows if r.state is State.FAILED]
     done_rows = [r for r in rows if r.state is State.DONE]
-    assert failed and done_rows, out  # each node loaded some of the photos
+    # Which node gets which batch is Ray's choice (actors on both, SPREAD): the blind one
+    # got some (16 of 24 in one run here, all 24 in another), the other any number.
+    assert failed, out
     assert len(failed) + len(done_rows) == 24, [(r.state, r.error) for r in rows]
     for row in failed:
         assert row.error.startswith("the cluster node "), row.error

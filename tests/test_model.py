@@ -81,3 +81,26 @@ def test_cli_scan_without_weights_stops_with_one_clear_line(tmp_path: Path) -> N
     assert "Traceback" not in proc.stderr
     assert "set model.pretrained" in proc.stderr
     assert (tmp_path / "photos" / "a.jpg").read_bytes()[:2] == b"\xff\xd8"
+
+
+def test_a_model_built_without_random_init_equals_one_built_with_it(tmp_path: Path) -> None:
+    """Every parameter and buffer of the loaded model is the checkpoint's (or computed),
+    none is left as the uninitialised memory the skipped random start leaves behind."""
+    import open_clip
+    import torch
+
+    from conftest import TINY_CLIP
+
+    open_clip.add_model_config(TINY_CLIP)
+    weights = str(TINY_CLIP / "tiny-clip.safetensors")
+    cfg = ModelConfig(
+        arch="tiny-clip", pretrained=weights, config_dir=TINY_CLIP, precision="fp32", threads=1
+    )
+    ours = ClipModel(cfg, cache_dir=tmp_path).load()["model"]
+    reference = open_clip.create_model_and_transforms("tiny-clip", pretrained=weights)[0].eval()
+    theirs = dict(reference.named_parameters()) | dict(reference.named_buffers())
+    mine = dict(ours.named_parameters()) | dict(ours.named_buffers())
+    assert mine.keys() == theirs.keys()
+    for name, tensor in mine.items():
+        assert torch.equal(tensor, theirs[name]), name
+    assert torch.nn.init.normal_.__name__ == "normal_"  # torch.nn.init is itself again

@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 
 from photoscribe.config import ModelConfig
 from photoscribe.errors import ModelError
+from photoscribe.vision.noinit import weights_replace_init
 from photoscribe.vision.precision import (
     Decision,
     cuda_precision,
@@ -288,9 +289,10 @@ class ClipModel:
             threads = torch_threads(self.cfg.threads, available_cores(), self.decode_workers)
             torch.set_num_threads(threads)
         try:
-            model, _, preprocess = open_clip.create_model_and_transforms(
-                self.cfg.arch, pretrained=self.weights.source, device=device
-            )
+            with weights_replace_init(self.weights.source):  # no random start to overwrite
+                model, _, preprocess = open_clip.create_model_and_transforms(
+                    self.cfg.arch, pretrained=self.weights.source, device=device
+                )
         except Exception as exc:  # torch/safetensors raise many types for a bad file
             raise ModelError(
                 f"cannot load CLIP weights {self.weights.source} for {self.cfg.arch}: {exc}. "

@@ -84,13 +84,13 @@ def build_images(config: Config):
     return images_for(config.model)
 
 
-def build_workers(config: Config):
+def build_workers(config: Config, size: int | None = None):
     """The worker processes that read, decode and write photo files (one per decode
-    thread, one for the writer), with the per-file caps of ``scan:``."""
+    thread, one for the writer; or ``size``), with the per-file caps of ``scan:``."""
     from photoscribe.workers import Limits, WorkerPool
 
     limits = Limits(config.scan.file_memory_mb, config.scan.file_timeout_seconds)
-    return WorkerPool(decode_workers(config) + 1, limits)
+    return WorkerPool(size or decode_workers(config) + 1, limits)
 
 
 def build_writer_factory(

@@ -147,6 +147,33 @@ def annotation_of(
     return Annotation(words, caption, tagging.model, content_hash, paths, concepts)
 
 
+def write_tags(
+    write_fn: WriteFn | None,
+    path: Path,
+    tagging: Tagging,
+    caption: str | None,
+    content_hash: str,
+    *,
+    wording: Wording | None,
+    metadata: MetadataConfig,
+    journal: Callable[[Path, dict], None],
+    dry_run: bool = False,
+) -> WriteOutcome | None:
+    """Write ``tagging`` and ``caption`` into the photo at ``path`` (the one whose pixels
+    hash to ``content_hash``) with ``write_fn``; None when photos are never written."""
+    if write_fn is None:
+        return None
+    annotation = annotation_of(tagging, caption, content_hash, wording)
+    return write_fn(
+        path,
+        annotation,
+        expected_hash=content_hash,
+        config=metadata,
+        dry_run=dry_run,
+        journal=journal,
+    )
+
+
 @dataclass(frozen=True)
 class FileResult:
     """What writing one photo file came to: written (``stat``), or not (``reason``)."""
@@ -354,21 +381,22 @@ class Writer:
         return CaptionJob(row.id, job.path, job.content_hash, job.tagging, job.caption)
 
     def _write_file(self, job: TaggedJob | CaptionJob) -> FileStat | None:
-        if self.write_fn is None:
-            return stat_or_none(job.path)
-        annotation = annotation_of(job.tagging, job.caption, job.content_hash, self.wording)
-
         def journal(target: Path, changes: dict) -> None:
             self.journal.record(job.path, target, changes)
 
-        outcome = self.write_fn(
+        outcome = write_tags(
+            self.write_fn,
             job.path,
-            annotation,
-            expected_hash=job.content_hash,
-            config=self.metadata,
-            dry_run=self.dry_run,
+            job.tagging,
+            job.caption,
+            job.content_hash,
+            wording=self.wording,
+            metadata=self.metadata,
             journal=journal,
+            dry_run=self.dry_run,
         )
+        if outcome is None:
+            return stat_or_none(job.path)
         if self.dry_run and self.show is not None:
             for target, changes in outcome.changes:
                 self.show(target, changes)

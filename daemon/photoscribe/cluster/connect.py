@@ -35,8 +35,8 @@ class Session:
             self.ray.shutdown()
 
 
-def connect(address: str, *, cpus: int | None = None) -> Session:
-    """``local``: a one-machine Ray started for this scan (``cpus``: its CPU count);
+def connect(address: str) -> Session:
+    """``local``: a one-machine Ray started for this scan (every CPU);
     ``auto``: the cluster this machine joined with ``ray start``; ``HOST:PORT`` or
     ``ray://HOST:10001``: that cluster's head."""
     ray = ray_module()
@@ -47,7 +47,7 @@ def connect(address: str, *, cpus: int | None = None) -> Session:
     }
     try:
         if address == "local":
-            ray.init(num_cpus=cpus, **options)
+            ray.init(**options)
         else:
             _use_token_if_there()
             ray.init(address=address, **options)

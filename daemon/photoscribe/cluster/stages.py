@@ -35,9 +35,9 @@ def node_name() -> str:
 
 def worker_pool(config: Config) -> Any:
     """One worker process for this actor's file work, with the per-file caps of ``scan:``."""
-    from photoscribe.workers import Limits, WorkerPool
+    from photoscribe.builders import build_workers
 
-    return WorkerPool(1, Limits(config.scan.file_memory_mb, config.scan.file_timeout_seconds))
+    return build_workers(config, size=1)
 
 
 class KnownHashes:
@@ -214,24 +214,24 @@ class WriteStage:
     def _write_file(self, item: Item) -> Any:
         import ray
 
-        from photoscribe.writing import annotation_of
+        from photoscribe.writing import write_tags
 
-        if self.write_fn is None:
-            return stat_or_none(item.path)
         assert item.tagging is not None and item.content_hash is not None
 
         def journal(target: Path, changes: dict) -> None:  # before the file is replaced
             ray.get(self.keeper.record.remote(item.path, target, changes))
 
-        annotation = annotation_of(item.tagging, item.caption, item.content_hash, self.wording)
-        outcome = self.write_fn(
+        outcome = write_tags(
+            self.write_fn,
             item.path,
-            annotation,
-            expected_hash=item.content_hash,
-            config=self.metadata,
+            item.tagging,
+            item.caption,
+            item.content_hash,
+            wording=self.wording,
+            metadata=self.metadata,
             journal=journal,
         )
-        return outcome.stat or stat_or_none(item.path)
+        return (outcome and outcome.stat) or stat_or_none(item.path)
 
 
 class JournalKeeper:

@@ -23,6 +23,7 @@ from photoscribe.cli import main
 from photoscribe.cluster.items import Item
 from photoscribe.cluster.stages import KnownHashes, LoadStage
 from photoscribe.config import config_from_dict
+from photoscribe.errors import NoIndexError
 from photoscribe.records import State
 from photoscribe.store import open_store
 
@@ -182,6 +183,18 @@ def test_a_cluster_scan_equals_a_local_scan(tmp_path, cluster, fake_llm) -> None
     assert outcome(remote, cluster_root) == got
 
 
+def done_so_far(index: Path) -> int:
+    """Photos indexed DONE by a scan still running; 0 before it has created the index."""
+    try:
+        store = open_store(index, readonly=True)
+    except NoIndexError:
+        return 0
+    try:
+        return store.counts().get(State.DONE, 0)
+    finally:
+        store.close()
+
+
 def ray_workers(stage: str) -> list[int]:
     """The pids of the Ray worker processes running ``stage``'s actors."""
     found = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
@@ -200,11 +213,7 @@ def test_a_ray_worker_killed_mid_run_loses_nothing(tmp_path, cluster, fake_llm) 
         index = tmp_path / "state" / "index.sqlite3"
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not killed:
-            done = 0
-            if index.exists():
-                store = open_store(index, readonly=True)
-                done = store.counts().get(State.DONE, 0)
-                store.close()
+            done = done_so_far(index)
             pids = ray_workers("WriteStage")
             if 3 <= done < 30 and pids:
                 os.kill(pids[0], signal.SIGKILL)
@@ -393,13 +402,10 @@ def test_a_driver_killed_mid_run_loses_nothing_and_a_rerun_finishes(
     index = tmp_path / "state" / "index.sqlite3"
     deadline, indexed = time.monotonic() + 120, 0
     while time.monotonic() < deadline and driver.poll() is None:
-        if index.exists():
-            store = open_store(index, readonly=True)
-            indexed = store.counts()[State.DONE]
-            store.close()
-            if indexed >= 3:
-                driver.kill()  # SIGKILL: nothing of the driver's own clean-up runs
-                break
+        indexed = done_so_far(index)
+        if indexed >= 3:
+            driver.kill()  # SIGKILL: nothing of the driver's own clean-up runs
+            break
         time.sleep(0.05)
     driver.wait()
     assert 3 <= indexed < 40, f"the driver was not killed mid-run ({indexed} indexed)"

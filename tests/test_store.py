@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from photoscribe.errors import StoreError
+from photoscribe.errors import NoIndexError, StoreError
 from photoscribe.records import FileStat, Keyword, State, Tagging
+from photoscribe.store import db as store_db
 from photoscribe.store import open_store
 
 STAT = FileStat(size=10, mtime_ns=20, dev=1, ino=2)
@@ -129,6 +132,64 @@ def test_readonly_reader_sees_writes_and_cannot_write(tmp_path: Path) -> None:
     assert reader.counts()[State.DONE] == 1
     with pytest.raises(sqlite3.OperationalError):
         reader.save_failure(Path("/p/x.jpg"), None, "x")
+
+
+def test_a_reader_never_sees_a_half_created_index(tmp_path: Path, monkeypatch) -> None:
+    """A reader (`status`, a test's poll) opening while the first scan creates the index
+    sees no index yet, never an index "made by an older photoscribe" (CI found a reader
+    between the first four migrations and the fifth)."""
+    db, seen = tmp_path / "i.db", []
+    real = store_db.PYTHON_MIGRATIONS["search_index"]
+
+    def last_migration_with_a_reader(conn: sqlite3.Connection) -> None:
+        real(conn)
+        try:
+            open_store(db, readonly=True)
+            seen.append("opened")
+        except StoreError as exc:
+            seen.append(exc)
+
+    monkeypatch.setitem(store_db.PYTHON_MIGRATIONS, "search_index", last_migration_with_a_reader)
+    open_store(db)
+    assert len(seen) == 1 and isinstance(seen[0], NoIndexError), seen
+    assert "no index" in str(seen[0]) and "older" not in str(seen[0])
+    assert open_store(db, readonly=True).counts()[State.DONE] == 0  # whole once committed
+
+
+def test_two_writers_creating_the_index_at_once_both_open_it(tmp_path: Path, monkeypatch) -> None:
+    """The daemon and a scan started together on a fresh index: the second waits for the
+    first one's migrations and applies none of them again."""
+    db, errors = tmp_path / "i.db", []
+    real = store_db.PYTHON_MIGRATIONS["search_index"]
+
+    def second_writer() -> None:
+        try:
+            open_store(db).close()
+        except Exception as exc:
+            errors.append(exc)
+
+    def slow_last_migration(conn: sqlite3.Connection) -> None:
+        real(conn)
+        other = threading.Thread(target=second_writer)
+        other.start()
+        time.sleep(0.5)  # the second writer reaches the lock while this one holds it
+        threads.append(other)
+
+    threads: list[threading.Thread] = []
+    monkeypatch.setitem(store_db.PYTHON_MIGRATIONS, "search_index", slow_last_migration)
+    open_store(db).close()
+    threads[0].join(30)
+    assert errors == []
+    names = sqlite3.connect(db).execute("SELECT name FROM migrations").fetchall()
+    assert len(names) == len(store_db.MIGRATIONS)
+
+
+def test_readonly_on_an_empty_file_is_no_index_yet(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "i.db")
+    conn.execute("PRAGMA journal_mode = WAL")  # what a writer's first moment leaves
+    conn.close()
+    with pytest.raises(NoIndexError, match="run `photoscribe scan FOLDER` first"):
+        open_store(tmp_path / "i.db", readonly=True)
 
 
 def test_readonly_without_an_index_says_what_to_do(tmp_path: Path) -> None:

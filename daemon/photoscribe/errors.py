@@ -76,6 +76,10 @@ class StoreError(PhotoscribeError):
     exit_code = 4
 
 
+class NoIndexError(StoreError):
+    """There is no index yet: its file is missing, or a first scan has not created it."""
+
+
 class DamagedIndexError(StoreError):
     """The index file is not (or no longer) a sound SQLite database."""
 

@@ -6,7 +6,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from photoscribe.errors import DamagedIndexError, StoreError
+from photoscribe.errors import DamagedIndexError, NoIndexError, StoreError
 from photoscribe.fsutil import display
 
 BUSY_TIMEOUT_MS = 10_000
@@ -191,15 +191,25 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             migrate(conn)
-        elif pending(conn):
+        elif missing := pending(conn):
             conn.close()
-            raise StoreError(
-                f"the index {path} was made by an older photoscribe; run `photoscribe scan` "
-                "once (or restart `photoscribe run`) to bring it up to date"
-            )
+            raise _not_current(path, fresh=len(missing) == len(MIGRATIONS))
     except sqlite3.Error as exc:
         raise open_error(path, exc) from exc
     return conn
+
+
+def _not_current(path: Path, *, fresh: bool) -> StoreError:
+    """A reader's error for an index without (all of) this version's tables."""
+    if fresh:  # an empty file: a first scan is creating it this moment, or never did
+        return NoIndexError(
+            f"there is no index at {path} yet (the file holds no tables); run "
+            "`photoscribe scan FOLDER` first, or wait for the scan that is creating it"
+        )
+    return StoreError(
+        f"the index {path} was made by an older photoscribe; run `photoscribe scan` "
+        "once (or restart `photoscribe run`) to bring it up to date"
+    )
 
 
 def open_error(path: Path, exc: sqlite3.Error) -> StoreError:
@@ -258,25 +268,34 @@ def _make_folder(path: Path) -> None:
 
 
 def migrate(conn: sqlite3.Connection) -> None:
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
-    )
-    applied = {row[0] for row in conn.execute("SELECT name FROM migrations")}
-    for name, sql in MIGRATIONS:
-        if name in applied:
-            continue
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            if sql.startswith("python:"):
-                PYTHON_MIGRATIONS[sql.removeprefix("python:")](conn)
-            else:
-                for statement in _statements(sql):
-                    conn.execute(statement)
-            conn.execute("INSERT INTO migrations VALUES (?, ?)", (name, time.time()))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+    """Apply every pending migration in one transaction: a reader sees the index as it was
+    or as it is now, never half-upgraded; a second writer starting at the same moment
+    waits for the lock and then finds nothing left to do."""
+    if not pending(conn):
+        return  # current: no write lock taken
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS migrations "
+            "(name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
+        )
+        applied = {row[0] for row in conn.execute("SELECT name FROM migrations")}
+        for name, sql in MIGRATIONS:
+            if name not in applied:
+                _apply(conn, name, sql)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def _apply(conn: sqlite3.Connection, name: str, sql: str) -> None:
+    if sql.startswith("python:"):
+        PYTHON_MIGRATIONS[sql.removeprefix("python:")](conn)
+    else:
+        for statement in _statements(sql):
+            conn.execute(statement)
+    conn.execute("INSERT INTO migrations VALUES (?, ?)", (name, time.time()))
 
 
 def pending(conn: sqlite3.Connection) -> list[str]:

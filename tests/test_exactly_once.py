@@ -72,6 +72,9 @@ def configure(tmp_path: Path, base_url: str | None = None, mode: str = "auto") -
     if base_url is None:
         raw["llm"] = {"enabled": False}
     raw["metadata"] = {"mode": mode}
+    # One write at a time: the kill lands at the nth call of a function, and each test
+    # knows which photos were written before it (the soak test kills parallel writers).
+    raw.setdefault("scan", {})["write_workers"] = 1
     cfg = tmp_path / f"config-{'llm' if base_url else 'nollm'}.yaml"
     cfg.write_text(yaml.safe_dump(raw), encoding="utf-8")
     return cfg

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 
 from photoscribe.captioning import CaptionStage
-from photoscribe.config import Config, LLMConfig, decode_workers
+from photoscribe.config import Config, LLMConfig, decode_workers, write_workers
 from photoscribe.store import PhotoStore
 from photoscribe.writing import Writer
 
@@ -86,11 +86,12 @@ def build_images(config: Config):
 
 def build_workers(config: Config, size: int | None = None):
     """The worker processes that read, decode and write photo files (one per decode
-    thread, one for the writer; or ``size``), with the per-file caps of ``scan:``."""
+    thread and per write thread; or ``size``), with the per-file caps of ``scan:``.
+    Started when first needed, so a write worker costs nothing until a write runs."""
     from photoscribe.workers import Limits, WorkerPool
 
     limits = Limits(config.scan.file_memory_mb, config.scan.file_timeout_seconds)
-    return WorkerPool(size or decode_workers(config) + 1, limits)
+    return WorkerPool(size or decode_workers(config) + write_workers(config), limits)
 
 
 def build_writer_factory(
@@ -106,8 +107,9 @@ def build_writer_factory(
     function (default metadata.write_photo; tests give one that crashes)."""
     from photoscribe.search.facts import read_facts
 
-    write_fn, facts = None, read_facts
-    if workers is not None:
+    write_fn, facts, threads = None, read_facts, 1
+    if workers is not None:  # each write in a worker process: several at once
+        threads = write_workers(config)
         from photoscribe.writing import IsolatedFacts
 
         facts = IsolatedFacts(workers)
@@ -132,6 +134,7 @@ def build_writer_factory(
             show=show,
             wording=wording,
             facts=facts,
+            threads=threads,
         )
 
     return factory

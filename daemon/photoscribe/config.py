@@ -218,6 +218,9 @@ class ScanConfig:
     skip_hidden: bool = True
     follow_symlinks: bool = False
     decode_workers: int = 2  # worker processes reading and decoding photos; 0 = one per core
+    # Photos whose metadata is written at once, each in a worker process of its own;
+    # 0 = half the decode workers, at least 2.
+    write_workers: int = 0
     # Caps per photo file in its worker process: a file that needs more memory or time
     # (a decompression bomb, a hostile file) fails with the reason; the rest go on.
     file_memory_mb: int = 1024  # 0 = no cap
@@ -450,6 +453,12 @@ def decode_workers(config: Config) -> int:
     return config.scan.decode_workers or os.cpu_count() or 1
 
 
+def write_workers(config: Config) -> int:
+    """scan.write_workers, with 0 meaning half the decode workers and at least 2 (one
+    write is CPU for pyexiv2, then waits for fsync: a second one fills that wait)."""
+    return config.scan.write_workers or max(2, decode_workers(config) // 2)
+
+
 def keyword_languages(config: Config) -> tuple[str, ...]:
     """The languages photoscribe's keywords are written in ("zh+en" → ("zh", "en"))."""
     return tuple((config.language or "en").split("+"))
@@ -488,6 +497,10 @@ def validate(config: Config) -> Config:
         (
             config.scan.decode_workers >= 0,
             "scan.decode_workers must be at least 1 (or 0: one per core)",
+        ),
+        (
+            config.scan.write_workers >= 0,
+            "scan.write_workers must be at least 1 (or 0: auto)",
         ),
         (config.scan.file_memory_mb >= 0, "scan.file_memory_mb must not be negative"),
         (config.scan.file_timeout_seconds > 0, "scan.file_timeout_seconds must be positive"),

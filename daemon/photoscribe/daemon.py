@@ -2,8 +2,8 @@
 
 Threads: watchdog's observers append file changes to an inbox; the main loop (this
 module) moves them into the persistent queue, takes due rows, runs them through the
-same pipeline as `scan` (which owns the model, the caption stage and the one writer
-thread), and does the housekeeping: catch-up scans, waiting captions, model unload,
+same pipeline as `scan` (which owns the model, the caption stage and the
+writer), and does the housekeeping: catch-up scans, waiting captions, model unload,
 status and the liveness mark behind the watchdog pings (sent by liveness.Pinger's
 own thread). A queue row is deleted only once its photo is
 written and indexed, so a kill at any moment loses nothing.

@@ -3,7 +3,7 @@
 One photo's failure is recorded and the rest go on. The main thread owns the
 model; reading, hashing, metadata and decoding of each file run in worker processes
 (``workers``: a native crash or a file past its memory or time cap costs only that
-photo), driven by a small thread pool; captions run in another, and one writer thread
+photo), driven by a small thread pool; captions run in another, and the writer
 does every file and index write.
 """
 

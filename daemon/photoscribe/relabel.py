@@ -2,7 +2,7 @@
 
 The index keeps concept ids, not words, so after a change of ``language`` (or of a name in
 ``tagging.concepts_file``) the keywords are rewritten from the index: no CLIP, no LLM. Each
-photo goes through the one writer (atomic, journalled for undo); photoscribe's earlier
+photo goes through the writer (atomic, journalled for undo); photoscribe's earlier
 keywords go, in whatever language they were written, and the user's own stay.
 """
 

@@ -1,4 +1,8 @@
-"""The single writer: metadata into the photo (atomically), then the index row."""
+"""The writer: metadata into the photo (atomically), then the index row.
+
+Several files are written at once (``threads``: each write runs in its own worker
+process), but never two jobs of one photo, nor of two photos that may share a sidecar
+(``a.jpg`` and ``a.cr2`` → ``a.xmp``): those run one after another, in the order put."""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import os
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -213,6 +218,16 @@ class WrittenJob:
     note: str | None = None  # why there is no caption
 
 
+def file_key(path: Path) -> tuple[Path, str]:
+    """Photos whose writes must not overlap: the same photo, or two that may share a
+    Lightroom-style sidecar (``a.jpg``/``a.CR2`` → ``a.xmp``; any case)."""
+    return path.parent, path.stem.casefold()
+
+
+def _thread_name(index: int) -> str:
+    return "writer" if index == 0 else f"writer-{index + 1}"
+
+
 Job = TaggedJob | CaptionJob | LateCaptionJob | AdoptedJob | WrittenJob
 # report(path, outcome, reason, transient=False): outcome is "tagged", "tagged+caption",
 # "captioned", "adopted" or "failed" (transient: a failure that may pass by itself)
@@ -221,7 +236,7 @@ Show = Callable[[Path, dict], None]  # (file, {key: (before, after)}) in a dry r
 
 
 class Writer:
-    """Owns all writes: one thread, so files and the index never race each other."""
+    """Owns all writes of a run: files and index rows, ``threads`` files at a time."""
 
     def __init__(
         self,
@@ -234,20 +249,34 @@ class Writer:
         show: Show | None = None,
         wording: Wording | None = None,
         facts: Callable[[Path], PhotoFacts | None] = read_facts,
+        threads: int = 1,
     ) -> None:
         self.store = store
         self.wording = wording  # concept ids → words; None: the labels are the words
         self.facts = facts  # date taken, camera, place for search (IsolatedFacts: a worker)
         self.observe: Callable[[str, float], None] = lambda stage, seconds: None
         self.write_fn = write_fn  # None: index only, photos are never touched
-        self.report = report
+        self._report_lock = threading.Lock()
+        self._report_to = report
         self.metadata = metadata or MetadataConfig()  # passed to write_fn as config=
         self.dry_run = dry_run  # nothing written, neither files nor the index
         self.show = show  # told each file's changes in a dry run
         self.journal = Journal(store)
         self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=256)
-        self._thread = threading.Thread(target=self._loop, name="writer", daemon=True)
-        self._thread.start()
+        self._take = threading.Lock()  # a job is taken and claimed in one step (order)
+        self._claims: dict[tuple[Path, str], deque[Job]] = {}  # busy files → jobs after
+        self._claims_lock = threading.Lock()
+        count = 1 if dry_run else max(1, threads)  # a dry run shows its changes in order
+        self._threads = [
+            threading.Thread(target=self._loop, name=_thread_name(i), daemon=True)
+            for i in range(count)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def report(self, path: Path, outcome: str, reason: str | None, **kw: Any) -> None:
+        with self._report_lock:  # the callers' counters need not be thread-safe
+            self._report_to(path, outcome, reason, **kw)
 
     def put(self, job: Job) -> None:
         self._queue.put(job)
@@ -258,24 +287,55 @@ class Writer:
 
     def close(self) -> None:
         """Finish every queued write, then stop."""
-        self._queue.put(None)
-        self._thread.join()
+        for _ in self._threads:
+            self._queue.put(None)
+        for thread in self._threads:
+            thread.join()
 
     def _loop(self) -> None:
-        while (job := self._queue.get()) is not None:
-            started = time.monotonic()
-            try:
-                self._handle(job)
-                self.observe("write", time.monotonic() - started)
-            except StoreError as exc:  # e.g. the index locked by another program
-                log.error("not written: %s: %s", display(job.path), exc)
-                self.report(job.path, "failed", str(exc))
-            except Exception as exc:  # never lose the writer to one bad photo
-                log.exception("unexpected error writing %s", display(job.path))
-                self.report(job.path, "failed", f"internal error: {exc}")
-            finally:
-                self._queue.task_done()
-        self._queue.task_done()
+        while (job := self._claimed()) is not None:
+            while job is not None:  # this file's jobs, in the order they were put
+                self._run(job)
+                job = self._next_of(job)
+
+    def _claimed(self) -> Job | None:
+        """The next job whose file no other thread is writing (None: stop); a job for a
+        busy file is left to the thread writing it."""
+        while True:
+            with self._take:
+                job = self._queue.get()
+                if job is None:
+                    self._queue.task_done()
+                    return None
+                with self._claims_lock:
+                    later = self._claims.get(file_key(job.path))
+                    if later is None:
+                        self._claims[file_key(job.path)] = deque()
+                        return job
+                    later.append(job)
+
+    def _next_of(self, job: Job) -> Job | None:
+        key = file_key(job.path)
+        with self._claims_lock:
+            later = self._claims[key]
+            if later:
+                return later.popleft()
+            del self._claims[key]
+            return None
+
+    def _run(self, job: Job) -> None:
+        started = time.monotonic()
+        try:
+            self._handle(job)
+            self.observe("write", time.monotonic() - started)
+        except StoreError as exc:  # e.g. the index locked by another program
+            log.error("not written: %s: %s", display(job.path), exc)
+            self.report(job.path, "failed", str(exc))
+        except Exception as exc:  # never lose the writer to one bad photo
+            log.exception("unexpected error writing %s", display(job.path))
+            self.report(job.path, "failed", f"internal error: {exc}")
+        finally:
+            self._queue.task_done()
 
     def _handle(self, job: Job) -> None:
         if isinstance(job, WrittenJob):

@@ -109,7 +109,10 @@ def test_sigint_during_a_scan_exits_130(tmp_path, fake_llm) -> None:
     raw["llm"]["timeout"] = 60.0
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(raw))
-    proc = photoscribe("-c", str(config), "scan", str(photos))
+    # Ctrl-C as from a terminal: a test run started in the background (no job control)
+    # inherits SIGINT ignored, and so would the scan, which then never sees it.
+    reset = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
+    proc = photoscribe("-c", str(config), "scan", str(photos), preexec_fn=reset)
     try:
         deadline = time.monotonic() + 90
         while not fake_llm.requests:  # the scan has tagged a photo and asks for its caption

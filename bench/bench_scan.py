@@ -13,6 +13,8 @@ PNG, HEIC and RAW-with-preview; bench/camera_photos.py makes and caches them):
 - end-to-end `scan` photos/s with metadata written and with ``metadata.write: false``,
   each in its own process (bench/scan_child.py) on a fresh copy of the photos and a fresh
   index, with the peak memory of its process tree; optionally again with AMX off;
+- the same scans of each set's first half in the same round: the second half's photos/s
+  (what a scan pays once cancels out: bound.marginal) and the start-up in seconds;
 - a naive seed-style loop: full decode, fp32, one photo at a time, no batching.
 
 Speed does not depend on the weights' values, so a randomly initialised model of ``--arch``
@@ -48,7 +50,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path[:0] = [str(ROOT / "daemon"), str(ROOT / "tests"), str(BENCH)]
 
-from bound import median, pool_bound, ratio, scan_bound  # noqa: E402
+from bound import marginal, median, pool_bound, ratio, scan_bound  # noqa: E402
 from camera_photos import PhotoSet, build_set, heic_available, photos_in  # noqa: E402
 from machine import cpu_name  # noqa: E402
 
@@ -69,6 +71,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=1, help="discarded rounds first")
     p.add_argument("--quick", action="store_true", help="a smoke run: few photos and rounds")
     p.add_argument("--amx-off", action="store_true", help="also scan with AMX off (oneDNN)")
+    p.add_argument(
+        "--marginal",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also scan the first half of each set: photos/s beyond it, and start-up",
+    )
     p.add_argument("--arch", default="ViT-B-32")
     p.add_argument("--pretrained", help="a weights file (default: random weights of --arch)")
     p.add_argument("--model-config-dir", help="open_clip config folder for a custom --arch")
@@ -377,12 +385,20 @@ class TreeMemory:
 
 
 def scan_once(
-    config_dict: dict[str, Any], pristine: Path, work: Path, env: dict[str, str]
+    config_dict: dict[str, Any],
+    pristine: Path,
+    work: Path,
+    env: dict[str, str],
+    photos: int | None = None,
 ) -> dict[str, Any]:
-    """One `scan` of a fresh copy of ``pristine`` with a fresh index, in a child process."""
+    """One `scan` of a fresh copy of ``pristine`` (its first ``photos``; None: all) with
+    a fresh index, in a child process."""
     shutil.rmtree(work, ignore_errors=True)
     folder = work / "photos"
-    shutil.copytree(pristine, folder, ignore=shutil.ignore_patterns(".*"))
+    chosen = photos_in(pristine)[:photos]
+    folder.mkdir(parents=True)
+    for path in chosen:
+        shutil.copy2(path, folder / path.name)
     os.sync()  # the copy's write-back must not run during the timed scan
     config = dict(config_dict, index_path=str(work / "index.sqlite3"))
     config_path = work / "config.json"
@@ -401,7 +417,7 @@ def scan_once(
         raise RuntimeError(f"the scan process failed (exit {child.returncode})")
     result = json.loads(out.strip().splitlines()[-1])
     result["tree_peak_rss_mb"], result["tree_peak_pss_mb"] = peak_rss, peak_pss
-    expected = len(photos_in(pristine))
+    expected = len(chosen)
     if result["tagged"] != expected:
         raise RuntimeError(f"the scan tagged {result['tagged']} of {expected} photos: {result}")
     result["photos_per_s"] = expected / result["wall_s"]
@@ -458,10 +474,12 @@ class Bench:
         naive = None
         if self.naive is not None and photo_set.formats == ("jpeg",):
             naive = naive_rate(paths[: self.args.naive_photos], self.naive)
-        scans = {
-            mode: scan_once(config, folder, self.work / "scan", env)
-            for mode, (config, env) in self.modes.items()
-        }
+        scans = {}
+        for mode, (config, env) in self.modes.items():
+            scans[mode] = scan_once(config, folder, self.work / "scan", env)
+            if self.args.marginal:  # the first half alone: what start-up costs
+                half = scan_once(config, folder, self.work / "scan", env, len(paths) // 2)
+                scans[mode]["half"] = half
         if not keep:
             return
         figures.decode_s.append(median(decodes))
@@ -511,11 +529,12 @@ def summarise(bench: Bench, info: dict[str, Any]) -> dict[str, Any]:
     cores, device = info["cores"], info["device"]
     rate = median(bench.model)
     workers = _decode_workers(bench.config_dict)
+    writers = _write_workers(bench.config_dict)
     sets = {}
     for photo_set, folder in bench.sets:
         f = bench.figures[photo_set.name]
         decode, write, wall = median(f.decode_s), median(f.write_s), median(f.writer_wall_s)
-        bound_w = scan_bound(device, cores, decode, write, rate, wall)
+        bound_w = scan_bound(device, cores, decode, write, rate, wall, writers)
         bound_nw = scan_bound(device, cores, decode, 0.0, rate)
         scans = {
             mode: _scan_summary(results, bound_nw if "no writes" in mode else bound_w)
@@ -539,7 +558,19 @@ def summarise(bench: Bench, info: dict[str, Any]) -> dict[str, Any]:
                 for suffix, times in f.by_format.items()
             },
         }
-    return {"model_rate": rate, "model_rates": bench.model, "decode_workers": workers, "sets": sets}
+    return {
+        "model_rate": rate,
+        "model_rates": bench.model,
+        "decode_workers": workers,
+        "write_workers": writers,
+        "sets": sets,
+    }
+
+
+def _write_workers(config_dict: dict[str, Any]) -> int:
+    from photoscribe.config import config_from_dict, write_workers
+
+    return write_workers(config_from_dict(config_dict))
 
 
 def _decode_workers(config_dict: dict[str, Any]) -> int:
@@ -559,10 +590,31 @@ def _scan_summary(results: list[dict[str, Any]], bound: float) -> dict[str, Any]
     out["first_done_s"] = median([r["first_done_s"] or math.nan for r in results])
     out["steady_photos_per_s"] = median([r["steady_photos_per_s"] or math.nan for r in results])
     out["steady_ratio"] = ratio(out["steady_photos_per_s"], bound)
+    out.update(_marginal(results, bound))
     out["peak_pss_mb"] = max(r["tree_peak_pss_mb"] for r in results)
     out["peak_rss_mb"] = max(r["tree_peak_rss_mb"] for r in results)
     out["main_peak_rss_mb"] = max(r["main_peak_rss_mb"] for r in results)
     return out
+
+
+def _marginal(results: list[dict[str, Any]], bound: float) -> dict[str, Any]:
+    """Each round's full scan and scan of its first half (bound.marginal): medians of the
+    second half's photos/s and of the start-up; nan without half scans."""
+    pairs = [
+        marginal(r["tagged"], r["wall_s"], r["half"]["tagged"], r["half"]["wall_s"])
+        for r in results
+        if "half" in r
+    ]
+    rates = [rate for rate, _ in pairs if math.isfinite(rate)]
+    rate = median(rates)
+    halves = [r["half"]["photos_per_s"] for r in results if "half" in r]
+    return {
+        "half_photos_per_s": median(halves),
+        "marginal_photos_per_s": rate,
+        "marginal_rounds": rates,
+        "marginal_ratio": ratio(rate, bound),
+        "startup_s": median([startup for _, startup in pairs if math.isfinite(startup)]),
+    }
 
 
 NAME_WIDTH = 46
@@ -608,10 +660,14 @@ def set_rows(s: dict[str, Any], cores: int, workers: int) -> list[str]:
         rows.append(
             _row(f"end-to-end scan, {mode}", scan["photos_per_s"], f"{scan['ratio']:.2f} ({which})")
         )
-        steady = scan["steady_photos_per_s"]
-        if math.isfinite(steady):  # start-up left out: the pipeline's own rate
+        marginal = scan["marginal_photos_per_s"]
+        if math.isfinite(marginal):  # start-up left out: the pipeline's own rate
             rows.append(
-                _row("  … after its first photo", steady, f"{scan['steady_ratio']:.2f} ({which})")
+                _row(
+                    "  … its second half (start-up left out)",
+                    marginal,
+                    f"{scan['marginal_ratio']:.2f} ({which}); start-up {scan['startup_s']:.1f} s",
+                )
             )
     if s["naive"]:
         naive = s["naive"]

@@ -13,8 +13,12 @@ write (photoscribe has one writer thread, so writes never go faster than 1/write
 - GPU: the model costs no cores; it is a separate stage that caps the rate, so
   ``bound = min(cores / (decode_s + write_s), model_rate)``.
 
-Either way the bound with writes is also capped by the single writer (1 / writer_wall_s);
-the bound without writes sets ``write_s`` to 0 and has no writer cap.
+Either way the bound with writes is also capped by the writers (``writers`` files written
+at once: writers / writer_wall_s); the bound without writes sets ``write_s`` to 0 and has
+no writer cap.
+
+``marginal`` turns a scan of N photos and one of its first N/2 into the rate of the
+second half and the start-up a scan pays once (imports, the model load).
 """
 
 from __future__ import annotations
@@ -42,13 +46,28 @@ def scan_bound(
     write_s: float,
     model_rate: float,
     writer_wall_s: float = 0.0,
+    writers: int = 1,
 ) -> float:
     """The bound for ``device`` ("cpu" or "cuda..."); ``write_s`` 0 = without writes."""
     pick = gpu_bound if device.startswith("cuda") else cpu_bound
     bound = pick(cores, decode_s, write_s, model_rate)
     if write_s > 0 and writer_wall_s > 0:
-        bound = min(bound, 1.0 / writer_wall_s)
+        bound = min(bound, writers / writer_wall_s)
     return bound
+
+
+def marginal(
+    photos: int, seconds: float, half_photos: int, half_seconds: float
+) -> tuple[float, float]:
+    """(photos/s beyond the first ``half_photos``, start-up seconds) from a scan of
+    ``photos`` in ``seconds`` and one of its first ``half_photos`` in ``half_seconds``:
+    with wall = start-up + photos ÷ rate, the difference leaves out the start-up.
+    (nan, nan) when the two do not give a positive rate."""
+    extra, more = photos - half_photos, seconds - half_seconds
+    if extra <= 0 or more <= 0:
+        return math.nan, math.nan
+    rate = extra / more
+    return rate, seconds - photos / rate
 
 
 def pool_bound(decode_workers: int, decode_s: float) -> float:

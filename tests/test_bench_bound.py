@@ -18,7 +18,7 @@ from PIL import Image
 BENCH = Path(__file__).parents[1] / "bench"
 sys.path.insert(0, str(BENCH))
 
-from bound import cpu_bound, gpu_bound, pool_bound, ratio, scan_bound  # noqa: E402
+from bound import cpu_bound, gpu_bound, marginal, pool_bound, ratio, scan_bound  # noqa: E402
 from camera_photos import (  # noqa: E402
     PhotoSet,
     build_set,
@@ -58,8 +58,18 @@ def test_scan_bound_picks_the_device_formula_and_the_single_writer_cap():
     assert scan_bound("cuda:0", 16, 0.03, 0.005, 900.0) == pytest.approx(16 / 0.035)
     # one writer thread at 10 ms a write cannot pass 100 photos/s, whatever the cores
     assert scan_bound("cuda", 64, 0.001, 0.001, 1e6, writer_wall_s=0.010) == pytest.approx(100.0)
+    # two writers at once: twice that
+    assert scan_bound("cuda", 64, 0.001, 0.001, 1e6, 0.010, writers=2) == pytest.approx(200.0)
     # without writes (write_s 0) the writer does not limit
     assert scan_bound("cuda", 64, 0.001, 0.0, 1e6, writer_wall_s=0.010) == pytest.approx(64000.0)
+
+
+def test_the_marginal_rate_leaves_out_what_a_scan_pays_once():
+    # 5 s of start-up, then 20 photos/s: 240 photos in 17 s, the first 120 in 11 s
+    rate, startup = marginal(240, 17.0, 120, 11.0)
+    assert rate == pytest.approx(20.0) and startup == pytest.approx(5.0)
+    assert all(math.isnan(x) for x in marginal(240, 11.0, 120, 11.0))  # no time between
+    assert all(math.isnan(x) for x in marginal(120, 17.0, 120, 11.0))  # no photos between
 
 
 def test_pool_bound_and_ratio():
@@ -173,3 +183,4 @@ def test_a_quick_run_prints_the_table_and_writes_the_figures(tmp_path: Path):
         assert scan["photos_per_s"] > 0 and 0 < scan["ratio"] < math.inf
         assert 0 < scan["peak_pss_mb"] <= scan["peak_rss_mb"]
         assert scan["main_peak_rss_mb"] > 0
+        assert scan["half_photos_per_s"] > 0  # its first half scanned too (marginal())

@@ -113,7 +113,7 @@ def as_list(value) -> list:
 
 KILLS = 8
 FIRST_PHOTOS = 80
-NEW_PER_ROUND = 8
+NEW_PER_ROUND = 16  # enough that two writers at once are still at it when the kill comes
 
 
 def test_kill_9_while_photos_are_in_flight_loses_nothing_and_writes_once(
@@ -140,7 +140,7 @@ def test_kill_9_while_photos_are_in_flight_loses_nothing_and_writes_once(
                 path = write_photo(photos / f"r{round_}_{j}.jpg", n, (160, 120))
                 originals[path] = pixels(path)
             writing_seen(index, proc, 60)  # photos in flight and their writes going on
-            time.sleep(rng.uniform(0.0, 0.05))  # then a random moment among those writes
+            time.sleep(rng.uniform(0.0, 0.02))  # then a random moment among those writes
             landed.append(in_flight(index))
         finally:
             proc.send_signal(signal.SIGKILL)

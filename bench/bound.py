@@ -3,9 +3,9 @@ same run (pure arithmetic, unit-tested in tests/test_bench_bound.py).
 
 Inputs, per photo: ``decode_s`` = core-seconds of what a worker does to load it (read,
 hash, draft decode, shrink) plus the main process's tensor normalisation; ``write_s`` =
-core-seconds of its metadata write and the facts read back; ``model_rate`` = images/s of
-the model alone at the configured batch size; ``writer_wall_s`` = wall seconds of one
-write (photoscribe has one writer thread, so writes never go faster than 1/writer_wall_s).
+core-seconds of its metadata write (which also reads the search facts); ``model_rate`` =
+images/s of the model alone at the configured batch size; ``writer_wall_s`` = wall
+seconds of one write (each write thread manages at most 1/writer_wall_s).
 
 - CPU: the model runs on the same cores. At ``model_rate`` with all ``cores`` busy, one
   image costs ``cores / model_rate`` core-seconds, so

@@ -66,6 +66,15 @@ class Annotation:
 
 
 @dataclass(frozen=True)
+class PhotoFacts:
+    """What a photo's own metadata says, kept for search filters (all optional)."""
+
+    date_taken: str | None = None  # 'YYYY-MM-DDTHH:MM'
+    camera: str | None = None
+    place: str | None = None
+
+
+@dataclass(frozen=True)
 class WriteOutcome:
     changed: bool  # False when the file already held exactly this
     stat: FileStat | None  # the file's identity after the write (None in dry runs)
@@ -74,6 +83,9 @@ class WriteOutcome:
     # (file written, {exiv2 key: (value before, value after)}): the photo or its sidecar(s);
     # in a dry run, what would be written
     changes: tuple[tuple[Path, dict[str, tuple[Any, Any]]], ...] = ()
+    # the photo's date taken, camera and place as the write read them (None: not read,
+    # e.g. only a sidecar was opened)
+    facts: PhotoFacts | None = None
 
 
 REJECTED = "caption rejected:"  # how the caption stage's reasons for rejected replies start

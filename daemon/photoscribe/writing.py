@@ -27,11 +27,10 @@ from photoscribe.errors import (
     is_transient,
 )
 from photoscribe.fsutil import display, is_temp_name, remove_leftover_temp, stat_or_none
-from photoscribe.records import Annotation, FileStat, State, Tagging, WriteOutcome
-from photoscribe.search.facts import read_facts
+from photoscribe.records import Annotation, FileStat, PhotoFacts, State, Tagging, WriteOutcome
+from photoscribe.search.facts import facts_from, read_facts
 from photoscribe.store import PhotoStore
 from photoscribe.store.journal import Journal
-from photoscribe.store.photos import PhotoFacts
 
 if TYPE_CHECKING:
     from photoscribe.keywording import Wording
@@ -165,7 +164,8 @@ def write_tags(
     dry_run: bool = False,
 ) -> WriteOutcome | None:
     """Write ``tagging`` and ``caption`` into the photo at ``path`` (the one whose pixels
-    hash to ``content_hash``) with ``write_fn``; None when photos are never written."""
+    hash to ``content_hash``) with ``write_fn``; None when photos are never written. The
+    outcome carries the photo's facts for search when the write read them."""
     if write_fn is None:
         return None
     annotation = annotation_of(tagging, caption, content_hash, wording)
@@ -176,7 +176,18 @@ def write_tags(
         config=metadata,
         dry_run=dry_run,
         journal=journal,
+        facts=facts_from,
     )
+
+
+Written = tuple[FileStat | None, PhotoFacts | None]  # a written file's identity, its facts
+
+
+def written(outcome: WriteOutcome | None, path: Path) -> Written:
+    """What the index keeps of a write's ``outcome`` (None: no write was asked for)."""
+    if outcome is None:
+        return stat_or_none(path), None
+    return outcome.stat or stat_or_none(path), outcome.facts
 
 
 @dataclass(frozen=True)
@@ -188,12 +199,14 @@ class FileResult:
     reason: str | None = None  # not written: why
     transient: bool = False  # a failure that may pass by itself
     gone: bool = False  # the photo was deleted meanwhile: nothing to record
+    facts: PhotoFacts | None = None  # read by the write (None: to be read for the index)
 
 
-def write_safely(write: Callable[[], FileStat | None], path: Path) -> FileResult:
+def write_safely(write: Callable[[], Written], path: Path) -> FileResult:
     """Run ``write`` (one photo file's metadata write) and say what it came to."""
     try:
-        return FileResult(write())
+        stat, facts = write()
+        return FileResult(stat, facts=facts)
     except NotWritableError as exc:  # a read-only folder: the index still learns the tags
         return FileResult(stat_or_none(path), note=str(exc))
     except PhotoChangedError as exc:
@@ -367,7 +380,8 @@ class Writer:
             self.report(job.path, "captioned", None)
             return
         if not self.dry_run:
-            self._index(job, stat, self.facts(job.path))
+            facts = result.facts if result.facts is not None else self.facts(job.path)
+            self._index(job, stat, facts)
         self.report(job.path, "tagged+caption" if job.caption else "tagged", note)
 
     def _index(
@@ -440,7 +454,7 @@ class Writer:
             return None
         return CaptionJob(row.id, job.path, job.content_hash, job.tagging, job.caption)
 
-    def _write_file(self, job: TaggedJob | CaptionJob) -> FileStat | None:
+    def _write_file(self, job: TaggedJob | CaptionJob) -> Written:
         def journal(target: Path, changes: dict) -> None:
             self.journal.record(job.path, target, changes)
 
@@ -455,9 +469,7 @@ class Writer:
             journal=journal,
             dry_run=self.dry_run,
         )
-        if outcome is None:
-            return stat_or_none(job.path)
-        if self.dry_run and self.show is not None:
+        if self.dry_run and self.show is not None and outcome is not None:
             for target, changes in outcome.changes:
                 self.show(target, changes)
-        return outcome.stat or stat_or_none(job.path)
+        return written(outcome, job.path)

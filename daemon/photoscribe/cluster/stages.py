@@ -208,13 +208,15 @@ class WriteStage:
             result = FileResult(stat_or_none(item.path))
         else:
             result = write_safely(lambda: self._write_file(item), item.path)
-        facts = self.facts(item.path) if result.reason is None else None
+        facts = result.facts
+        if facts is None and result.reason is None:
+            facts = self.facts(item.path)
         return replace(item, kind="written", result=result, facts=facts)
 
     def _write_file(self, item: Item) -> Any:
         import ray
 
-        from photoscribe.writing import write_tags
+        from photoscribe.writing import write_tags, written
 
         assert item.tagging is not None and item.content_hash is not None
 
@@ -231,7 +233,7 @@ class WriteStage:
             metadata=self.metadata,
             journal=journal,
         )
-        return (outcome and outcome.stat) or stat_or_none(item.path)
+        return written(outcome, item.path)
 
 
 class JournalKeeper:

@@ -33,6 +33,7 @@ from photoscribe.metadata import backend
 from photoscribe.metadata.merge import existing_from, plan
 from photoscribe.metadata.writer import (
     Change,
+    FactsOf,
     Journal,
     before_after,
     outcome,
@@ -221,13 +222,22 @@ def write_photo(
     config: MetadataConfig | None = None,
     dry_run: bool = False,
     journal: Journal | None = None,
+    facts: FactsOf | None = None,
 ) -> WriteOutcome:
-    """Write ``ann`` where it belongs: into the photo, or into its sidecar(s)."""
+    """Write ``ann`` where it belongs: into the photo, or into its sidecar(s).
+    ``facts``: as for write_annotation (a sidecar write reads no facts: the outcome's
+    are None)."""
     from photoscribe.metadata.writer import write_annotation
 
     config = config or MetadataConfig()
     if wants_sidecar(path, config):
         return write_sidecars(path, ann, config=config, dry_run=dry_run, journal=journal)
     return write_annotation(
-        path, ann, expected_hash=expected_hash, config=config, dry_run=dry_run, journal=journal
+        path,
+        ann,
+        expected_hash=expected_hash,
+        config=config,
+        dry_run=dry_run,
+        journal=journal,
+        facts=facts,
     )

@@ -16,11 +16,12 @@ from photoscribe.metadata import backend, webp
 from photoscribe.metadata.fields import EXIF_IFD0_REQUIRED, WRITABLE_SCHEMAS, tag
 from photoscribe.metadata.merge import Existing, Plan, exif_can_move, existing_from, plan
 from photoscribe.metadata.packets import tiff_ifd0_sound, xmp_packets
-from photoscribe.records import Annotation, FileStat, WriteOutcome
+from photoscribe.records import Annotation, FileStat, PhotoFacts, WriteOutcome
 
 FORMAT_NAMES = {"heif": "HEIF/AVIF"}
 Change = tuple[Any, Any]  # (value before, value after); None: the tag is absent
 Journal = Callable[[Path, dict[str, Change]], None]
+FactsOf = Callable[[Mapping[str, Any]], PhotoFacts]  # exiv2 values → facts (search.facts)
 
 
 def read_existing(data: bytes) -> Existing:
@@ -37,11 +38,14 @@ def write_annotation(
     config: MetadataConfig | None = None,
     dry_run: bool = False,
     journal: Journal | None = None,
+    facts: FactsOf | None = None,
 ) -> WriteOutcome:
     """Merge ``ann`` into the photo at ``path`` and replace the file atomically.
 
     ``journal(file, changes)`` is told what each changed tag held before and holds after,
     right before the file is replaced (so that `photoscribe undo` can take it back).
+    ``facts``: the outcome carries ``facts(values)`` of the metadata the write read (date
+    taken, camera, place; a write changes none of them), so nobody parses the file again.
 
     ``config`` (the ``metadata:`` settings) decides whether a user's description is
     overwritten and under which root the keyword paths go. Raises PhotoChangedError
@@ -65,11 +69,16 @@ def write_annotation(
             provenance=provenance(),
             exif_required=EXIF_IFD0_REQUIRED.get(fmt),
         )
+        found = facts(snapshot.values) if facts is not None and not dry_run else None
         if not result.changes or dry_run:
             planned = before_after(snapshot.values, result.changes)
             stat = None if dry_run else before
             return outcome(
-                result, changed=bool(result.changes), stat=stat, changes=((path, planned),)
+                result,
+                changed=bool(result.changes),
+                stat=stat,
+                changes=((path, planned),),
+                facts=found,
             )
         new_data = photo.rewrite(result.changes)
     _check_pixels_kept(new_data, expected_hash, where)
@@ -83,7 +92,7 @@ def write_annotation(
         stat = atomic_replace(path, new_data, before, keep_mtime=config.keep_mtime)
     except OSError as exc:
         raise MetadataError(write_error(path, exc)) from exc
-    return outcome(result, changed=True, stat=stat, changes=((path, changes),))
+    return outcome(result, changed=True, stat=stat, changes=((path, changes),), facts=found)
 
 
 def _read(path: Path, where: str) -> tuple[FileStat, bytes]:
@@ -203,6 +212,7 @@ def outcome(
     changed: bool,
     stat: FileStat | None,
     changes: tuple[tuple[Path, dict[str, Change]], ...] = (),
+    facts: PhotoFacts | None = None,
 ) -> WriteOutcome:
     return WriteOutcome(
         changed=changed,
@@ -210,4 +220,5 @@ def outcome(
         keywords=result.keywords,
         description=result.description,
         changes=changes if changed else (),
+        facts=facts,
     )

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from photoscribe.records import FileStat, Keyword, State, Tagging
+from photoscribe.records import FileStat, Keyword, PhotoFacts, State, Tagging
 from photoscribe.store import fulltext
 from photoscribe.store.db import open_error
 from photoscribe.store.paths import from_db, to_db
@@ -74,15 +74,6 @@ def _row(r: sqlite3.Row) -> PhotoRow:
         camera=r["camera"],
         place=r["place"],
     )
-
-
-@dataclass(frozen=True)
-class PhotoFacts:
-    """What a photo's own metadata says, kept for search filters (all optional)."""
-
-    date_taken: str | None = None  # 'YYYY-MM-DDTHH:MM'
-    camera: str | None = None
-    place: str | None = None
 
 
 def keywords_json(keywords: Iterable[Keyword]) -> str:

@@ -78,6 +78,25 @@ def test_the_cache_re_embeds_only_the_concepts_that_changed(clip, tmp_path: Path
     assert len(enc.texts) == 4 + 4 * len(TEMPLATES)
 
 
+def test_a_concept_whose_cache_key_ends_in_a_nul_byte_is_found_in_the_cache(
+    clip, tmp_path: Path
+) -> None:
+    """numpy's fixed-width bytes drop trailing NULs; such a key (1 in 256 concepts) was
+    never found again, so every start embedded those concepts with the text tower."""
+    from photoscribe.vision.labels import concept_key
+
+    nul = next(
+        (f"kite {i}",) for i in range(100_000) if concept_key((f"kite {i}",)).endswith(b"\0")
+    )
+    concepts = [("red",), nul, ("沙滩",)]
+    enc = CountingEncoder(clip)
+    first = concept_embeddings(enc, "tiny", concepts, TEMPLATES, tmp_path)
+    enc.texts.clear()
+    again = concept_embeddings(enc, "tiny", concepts, TEMPLATES, tmp_path)
+    assert enc.texts == []
+    assert np.array_equal(first, again)
+
+
 def test_the_ensemble_is_the_mean_over_prompts_and_templates(clip, tmp_path: Path) -> None:
     enc = CountingEncoder(clip)
     got = concept_embeddings(enc, "tiny", [("circle", "round shape")], TEMPLATES, tmp_path)[0]

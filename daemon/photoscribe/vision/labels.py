@@ -17,6 +17,7 @@ from photoscribe.cachefile import save_array
 
 log = logging.getLogger(__name__)
 TEXT_BATCH = 256
+KEY_BYTES = 16  # of a concept's row key in the cache
 
 
 def cache_key(model_id: str, labels: Sequence[str], templates: Sequence[str]) -> str:
@@ -35,7 +36,8 @@ def label_embeddings(
 
 def concept_key(prompts: Sequence[str]) -> bytes:
     """A concept's row key in the cache: its prompts (the file is per model + templates)."""
-    return hashlib.sha256(json.dumps(list(prompts), ensure_ascii=False).encode()).digest()[:16]
+    digest = hashlib.sha256(json.dumps(list(prompts), ensure_ascii=False).encode()).digest()
+    return digest[:KEY_BYTES]
 
 
 def concept_embeddings(
@@ -105,14 +107,16 @@ def _ensemble(
 def _read_rows(path: Path) -> dict[bytes, np.ndarray]:
     try:
         arr = np.load(path, allow_pickle=False)
-        return {bytes(k): v for k, v in zip(arr["key"], arr["vector"], strict=True)}
+        # numpy's fixed-width bytes drop trailing NULs: a key ending in one is padded back
+        keys = (bytes(k).ljust(KEY_BYTES, b"\0") for k in arr["key"])
+        return dict(zip(keys, arr["vector"], strict=True))
     except (OSError, ValueError, KeyError, IndexError, TypeError):
         return {}
 
 
 def _write_rows(path: Path, rows: dict[bytes, np.ndarray]) -> None:
     dim = len(next(iter(rows.values())))
-    arr = np.empty(len(rows), dtype=[("key", "S16"), ("vector", "<f4", (dim,))])
+    arr = np.empty(len(rows), dtype=[("key", f"S{KEY_BYTES}"), ("vector", "<f4", (dim,))])
     arr["key"] = list(rows)
     arr["vector"] = np.stack(list(rows.values()))
     _write_cache(path, arr)

@@ -448,6 +448,7 @@ class Bench:
     naive: Any = None
     modes: dict[str, tuple[dict[str, Any], dict[str, str]]] = field(default_factory=dict)
     model: list[float] = field(default_factory=list)
+    model_amx_off: list[float] = field(default_factory=list)  # when AMX-off scans run
     figures: dict[str, Figures] = field(default_factory=dict)
 
     def round(self, keep: bool) -> None:
@@ -455,10 +456,30 @@ class Bench:
         batch = self.tagger_batch()
         seconds = 0.3 if self.args.quick else 2.0
         rate = model_rate(self.tagger, batch, max(2, 64 // batch), seconds)
+        off = self.amx_off_rate(seconds) if self.amx_off else None
         if keep:
             self.model.append(rate)
+            if off is not None:
+                self.model_amx_off.append(off)
         for photo_set, folder in self.sets:
             self.measure_set(photo_set, folder, keep)
+
+    @property
+    def amx_off(self) -> bool:
+        return any(env == AMX_OFF_ENV for _, env in self.modes.values())
+
+    def amx_off_rate(self, seconds: float) -> float:
+        """The model-only rate with AMX off, in a process started so (bench/model_child.py)."""
+        config_path = self.work / "model-config.json"
+        config_path.write_text(json.dumps(self.config_dict))
+        out = subprocess.run(
+            [sys.executable, str(BENCH / "model_child.py"), str(config_path), str(seconds)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **AMX_OFF_ENV},
+            check=True,
+        )
+        return float(json.loads(out.stdout.strip().splitlines()[-1])["rate"])
 
     def tagger_batch(self) -> int:
         from photoscribe.config import config_from_dict
@@ -528,6 +549,7 @@ def summarise(bench: Bench, info: dict[str, Any]) -> dict[str, Any]:
     """Medians, bounds and ratios of every set, as a JSON-able dict."""
     cores, device = info["cores"], info["device"]
     rate = median(bench.model)
+    rate_off = median(bench.model_amx_off) if bench.model_amx_off else math.nan
     workers = _decode_workers(bench.config_dict)
     writers = _write_workers(bench.config_dict)
     sets = {}
@@ -536,8 +558,12 @@ def summarise(bench: Bench, info: dict[str, Any]) -> dict[str, Any]:
         decode, write, wall = median(f.decode_s), median(f.write_s), median(f.writer_wall_s)
         bound_w = scan_bound(device, cores, decode, write, rate, wall, writers)
         bound_nw = scan_bound(device, cores, decode, 0.0, rate)
+        bounds = {"": (bound_w, bound_nw)}
+        if math.isfinite(rate_off):  # the AMX-off scans against their own model rate
+            bound_w_off = scan_bound(device, cores, decode, write, rate_off, wall, writers)
+            bounds["AMX off"] = (bound_w_off, scan_bound(device, cores, decode, 0.0, rate_off))
         scans = {
-            mode: _scan_summary(results, bound_nw if "no writes" in mode else bound_w)
+            mode: _scan_summary(results, _bound_of(mode, bounds))
             for mode, results in f.scans.items()
         }
         sizes = [p.stat().st_size for p in photos_in(folder)]
@@ -550,6 +576,8 @@ def summarise(bench: Bench, info: dict[str, Any]) -> dict[str, Any]:
             "writer_wall_ms": wall * 1000,
             "bound_writes": bound_w,
             "bound_no_writes": bound_nw,
+            "bound_writes_amx_off": bounds.get("AMX off", (math.nan,))[0],
+            "bound_no_writes_amx_off": bounds.get("AMX off", (math.nan, math.nan))[1],
             "decode_pool_bound": pool_bound(workers, decode),
             "scans": scans,
             "naive": _rate_summary(f.naive, bound_nw) if f.naive else None,
@@ -561,10 +589,19 @@ def summarise(bench: Bench, info: dict[str, Any]) -> dict[str, Any]:
     return {
         "model_rate": rate,
         "model_rates": bench.model,
+        "model_rate_amx_off": rate_off,
+        "model_rates_amx_off": bench.model_amx_off,
         "decode_workers": workers,
         "write_workers": writers,
         "sets": sets,
     }
+
+
+def _bound_of(mode: str, bounds: dict[str, tuple[float, float]]) -> float:
+    """The bound a scan ``mode`` is measured against: with or without writes, and with
+    the model rate of its own environment (AMX off: the rate measured so)."""
+    with_writes, without = bounds["AMX off" if "AMX off" in mode else ""]
+    return without if "no writes" in mode else with_writes
 
 
 def _write_workers(config_dict: dict[str, Any]) -> int:
@@ -655,8 +692,14 @@ def set_rows(s: dict[str, Any], cores: int, workers: int) -> list[str]:
         _row("BOUND with writes", s["bound_writes"], "1.00"),
         _row("BOUND without writes", s["bound_no_writes"], "1.00"),
     ]
+    if math.isfinite(s["bound_writes_amx_off"]):
+        rows += [
+            _row("BOUND with writes, AMX off", s["bound_writes_amx_off"], "1.00"),
+            _row("BOUND without writes, AMX off", s["bound_no_writes_amx_off"], "1.00"),
+        ]
     for mode, scan in s["scans"].items():
         which = "without writes" if "no writes" in mode else "with writes"
+        which += ", AMX off" if "AMX off" in mode else ""
         rows.append(
             _row(f"end-to-end scan, {mode}", scan["photos_per_s"], f"{scan['ratio']:.2f} ({which})")
         )
@@ -706,6 +749,11 @@ def _after(scan: dict[str, Any]) -> str:
 def table(summary: dict[str, Any], info: dict[str, Any], header: str, notes: list[str]) -> str:
     lines = [header, *notes, ""]
     lines.append(f"model only, batch {summary['batch']}: {summary['model_rate']:.1f} img/s")
+    if math.isfinite(summary["model_rate_amx_off"]):
+        lines.append(
+            f"model only with AMX off ({AMX_OFF_ENV['ONEDNN_MAX_CPU_ISA']}, measured in its own "
+            f"process): {summary['model_rate_amx_off']:.1f} img/s"
+        )
     for name, s in summary["sets"].items():
         width, height = s["size_px"]
         lines += [

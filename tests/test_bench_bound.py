@@ -72,6 +72,16 @@ def test_the_marginal_rate_leaves_out_what_a_scan_pays_once():
     assert all(math.isnan(x) for x in marginal(120, 17.0, 120, 11.0))  # no photos between
 
 
+def test_amx_off_scans_are_measured_against_the_bound_of_their_own_model_rate():
+    from bench_scan import _bound_of
+
+    bounds = {"": (10.0, 20.0), "AMX off": (4.0, 5.0)}
+    assert _bound_of("writes", bounds) == 10.0
+    assert _bound_of("no writes", bounds) == 20.0
+    assert _bound_of("writes, AMX off", bounds) == 4.0
+    assert _bound_of("no writes, AMX off", bounds) == 5.0
+
+
 def test_pool_bound_and_ratio():
     assert pool_bound(2, 0.025) == pytest.approx(80.0)
     assert ratio(20.0, 25.0) == pytest.approx(0.8)
@@ -162,6 +172,7 @@ def test_a_quick_run_prints_the_table_and_writes_the_figures(tmp_path: Path):
         "--labels-file", str(TINY / "labels.txt"),
         "--out", str(tmp_path / "out"),
         "--json", str(report),
+        "--amx-off",
     ]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     done = subprocess.run(
@@ -178,7 +189,14 @@ def test_a_quick_run_prints_the_table_and_writes_the_figures(tmp_path: Path):
     assert figures["machine"]["device"] == "cpu"
     one = figures["sets"]["0.2 MP JPEG"]
     assert one["decode_core_ms"] > 0 and one["write_core_ms"] > 0
-    assert set(one["scans"]) == {"writes", "no writes"}
+    if figures["machine"]["amx"]:  # the AMX-off scans, against a model rate measured so
+        assert set(one["scans"]) == {"writes", "no writes", "writes, AMX off", "no writes, AMX off"}
+        assert figures["model_rate_amx_off"] > 0 and "BOUND with writes, AMX off" in done.stdout
+        off = one["scans"]["no writes, AMX off"]
+        assert off["ratio"] == pytest.approx(off["photos_per_s"] / one["bound_no_writes_amx_off"])
+    else:
+        assert set(one["scans"]) == {"writes", "no writes"}
+        assert "this CPU has no AMX" in done.stdout
     for scan in one["scans"].values():  # every photo really tagged (the bench checks == 4)
         assert scan["photos_per_s"] > 0 and 0 < scan["ratio"] < math.inf
         assert 0 < scan["peak_pss_mb"] <= scan["peak_rss_mb"]

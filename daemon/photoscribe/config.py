@@ -58,6 +58,9 @@ class ModelConfig:
     batch_size: int = 16  # 0 = auto: from the free GPU memory on CUDA, 16 on the CPU
     gpu_decode: bool = True  # on CUDA, decode JPEGs on the GPU (nvJPEG); others on the CPU
     threads: int = 0  # torch intra-op threads on CPU; 0 = one per core (vision/threads.py)
+    # CPU: keep the image tower as TorchScript in cache_dir/image-tower/ after a load, so the
+    # next start loads it alone (no open_clip import, no model build; vision/quicktower.py)
+    quick_start: bool = True
 
 
 @dataclass(frozen=True)

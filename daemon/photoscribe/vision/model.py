@@ -27,9 +27,11 @@ from photoscribe.vision.precision import (
     decide_cpu,
     host_key,
     model_rate_of,
+    read_cached,
     read_cpuinfo,
 )
 from photoscribe.vision.pretrained import open_clip_lookup
+from photoscribe.vision.quicktower import Later, keep_tower, quick_loaded, read_tower
 from photoscribe.vision.threads import available_cores, torch_threads
 
 PretrainedLookup = Callable[[str, str], tuple[dict[str, Any], list[str]]]
@@ -212,6 +214,7 @@ class ClipModel:
         self._trim = trim  # returns freed memory to the system after an unload
         self._lock = threading.Lock()
         self._loaded: dict[str, Any] | None = None
+        self._full: Later | None = None  # the full model behind a kept image tower
         self._background_error: BaseException | None = None  # a background load's failure
 
     @property
@@ -256,13 +259,18 @@ class ClipModel:
     def loaded(self) -> bool:
         return self._loaded is not None
 
+    @property
+    def quick(self) -> bool:
+        """Whether the model loaded is a kept image tower (vision/quicktower.py)."""
+        return self._loaded is not None and bool(self._loaded.get("quick"))
+
     def unload(self) -> None:
         """Drop the model so its memory goes back to the system (loaded again on use)."""
         with self._lock:
             if self._loaded is None:
                 return
             device = self._loaded["device"]
-            self._loaded = None
+            self._loaded, self._full = None, None
         import gc
 
         gc.collect()
@@ -273,6 +281,57 @@ class ClipModel:
         self._trim()
 
     def _load(self) -> dict[str, Any]:
+        """The image tower kept by an earlier load when there is one (CPU only), else the
+        full model (whose image tower is then kept for the next load)."""
+        quick = self._quick_load()
+        if quick is not None:
+            return quick
+        loaded = self._full_load()
+        self._keep_tower(loaded)
+        return loaded
+
+    def _quick_load(self) -> dict[str, Any] | None:
+        if not self.cfg.quick_start or self.cache_dir is None:
+            return None
+        if pick_device(self.cfg.device) != "cpu":
+            return None
+        threads = torch_threads(self.cfg.threads, available_cores(), self.decode_workers)
+        decision = self._known_precision(threads)
+        found = decision and read_tower(self.cache_dir, self.model_id, decision.precision)
+        if not found:
+            return None
+        import torch
+
+        torch.set_num_threads(threads)
+        module, info = found
+        full = Later(lambda: self._full_load(decision))
+        self._full = full
+        log.info(
+            "CLIP model %s on cpu (%s; image tower kept from an earlier load)",
+            self.model_id,
+            decision.describe(),
+        )
+        return quick_loaded(module, info, full, to_dtype(decision.precision), decision)
+
+    def _known_precision(self, threads: int) -> Decision | None:
+        """The precision without the model: set, or chosen on this host before (cached)."""
+        if self.cfg.precision != "auto":
+            explicit_precision(self.cfg.precision, "cpu")
+            return Decision(self.cfg.precision, "model.precision")
+        assert self.cache_dir is not None
+        return read_cached(self.cache_dir, self._host_key("cpu", threads))
+
+    def _keep_tower(self, loaded: dict[str, Any]) -> None:
+        """Keep the image tower for the next load; failing costs only that speed-up."""
+        if not self.cfg.quick_start or self.cache_dir is None or loaded["device"] != "cpu":
+            return
+        try:
+            keep_tower(self.cache_dir, loaded, self.model_id)
+        except Exception as exc:  # torch.jit raises many types; a full cache disk OSError
+            log.warning("could not keep the image tower in %s: %s", self.cache_dir, exc)
+
+    def _full_load(self, decision: Decision | None = None) -> dict[str, Any]:
+        """open_clip's model in the precision ``decision`` (None: chosen now)."""
         import open_clip
         import torch
 
@@ -298,7 +357,7 @@ class ClipModel:
                 f"cannot load CLIP weights {self.weights.source} for {self.cfg.arch}: {exc}. "
                 "Check that the file matches the architecture (model.arch)"
             ) from exc
-        precision = self._precision(model.eval(), device, threads)
+        precision = decision or self._precision(model.eval(), device, threads)
         dtype = to_dtype(precision.precision)
         model = model.to(dtype=dtype)
         log.info("CLIP model %s on %s (%s)", self.model_id, device, precision.describe())
@@ -321,14 +380,16 @@ class ClipModel:
             import torch
 
             return Decision(cuda_precision(torch.cuda.is_bf16_supported()), "gpu")
-        cpuinfo = read_cpuinfo()
-        key = host_key(
+        size = model.visual.image_size
+        size = int(size[0] if isinstance(size, (tuple, list)) else size)
+        key = self._host_key(device, threads)
+        return decide_cpu(key, self.cache_dir, model_rate_of(model, size))
+
+    def _host_key(self, device: str, threads: int) -> dict[str, str]:
+        return host_key(
             device=device,
             threads=threads,
             model=self.model_id,
-            cpuinfo=cpuinfo,
+            cpuinfo=read_cpuinfo(),
             cores=available_cores(),
         )
-        size = model.visual.image_size
-        size = int(size[0] if isinstance(size, (tuple, list)) else size)
-        return decide_cpu(key, self.cache_dir, model_rate_of(model, size))

@@ -49,7 +49,7 @@ class Encoder:
         loaded (and kept for the next start), before that as kept from an earlier one."""
         if self._plan is not None:
             return self._plan
-        if not self.model.loaded:
+        if not self.model.loaded or self.model.quick:  # a kept tower has no transforms
             kept = self._kept_plan()
             if kept is not None:
                 return kept

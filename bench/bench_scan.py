@@ -345,8 +345,19 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def rss_mb(pid: int) -> tuple[float, float]:
+    """(RSS, nan) of ``pid`` in MB, from the kernel's counters (``statm``): no page walk."""
+    try:
+        resident = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0.0, math.nan
+    return resident * os.sysconf("SC_PAGE_SIZE") / 2**20, math.nan
+
+
 def memory_mb(pid: int) -> tuple[float, float]:
-    """(RSS, PSS) of ``pid`` in MB; PSS splits each shared page between its sharers."""
+    """(RSS, PSS) of ``pid`` in MB; PSS splits each shared page between its sharers. Its
+    page walk holds the process's memory map: sampled every 0.1 s it slowed a scan's
+    start-up by ~0.6 s here, so only untimed (warm-up) scans read it."""
     found = {}
     try:
         for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
@@ -363,18 +374,21 @@ class TreeMemory:
     worker template and workers); keeps the peaks. The summed RSS counts a page shared
     inside the tree more than once (an upper estimate); PSS gives part of the pages this
     benchmark's own process shares with it (torch's libraries) to the benchmark (a lower
-    estimate of what the scan needs alone)."""
+    estimate of what the scan needs alone). ``pss`` False: RSS alone, from counters that
+    cost the scan nothing (PSS comes out nan)."""
 
-    def __init__(self, pid: int, every_s: float = 0.1) -> None:
+    def __init__(self, pid: int, every_s: float = 0.1, *, pss: bool = True) -> None:
         self.pid, self.every_s = pid, every_s
-        self.peak_rss_mb = self.peak_pss_mb = 0.0
+        self.read = memory_mb if pss else rss_mb
+        self.peak_rss_mb = 0.0
+        self.peak_pss_mb = 0.0 if pss else math.nan
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
 
     def _loop(self) -> None:
         while not self._stop.wait(self.every_s):
-            sizes = [memory_mb(p) for p in descendants(self.pid)]
+            sizes = [self.read(p) for p in descendants(self.pid)]
             self.peak_rss_mb = max(self.peak_rss_mb, sum(rss for rss, _ in sizes))
             self.peak_pss_mb = max(self.peak_pss_mb, sum(pss for _, pss in sizes))
 
@@ -390,9 +404,11 @@ def scan_once(
     work: Path,
     env: dict[str, str],
     photos: int | None = None,
+    *,
+    pss: bool = False,
 ) -> dict[str, Any]:
     """One `scan` of a fresh copy of ``pristine`` (its first ``photos``; None: all) with
-    a fresh index, in a child process."""
+    a fresh index, in a child process; ``pss``: its memory's PSS sampled too (slows it)."""
     shutil.rmtree(work, ignore_errors=True)
     folder = work / "photos"
     chosen = photos_in(pristine)[:photos]
@@ -409,7 +425,7 @@ def scan_once(
         env={**os.environ, **env},
         text=True,
     )
-    memory = TreeMemory(child.pid)
+    memory = TreeMemory(child.pid, pss=pss)
     out, _ = child.communicate()
     peak_rss, peak_pss = memory.stop()
     shutil.rmtree(work, ignore_errors=True)
@@ -436,6 +452,7 @@ class Figures:
     # suffix → {"decode": [...], "write": [...]} per photo, for sets of several formats
     by_format: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     scans: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    warmup_pss_mb: dict[str, float] = field(default_factory=dict)  # mode → peak PSS
 
 
 @dataclass
@@ -497,11 +514,14 @@ class Bench:
             naive = naive_rate(paths[: self.args.naive_photos], self.naive)
         scans = {}
         for mode, (config, env) in self.modes.items():
-            scans[mode] = scan_once(config, folder, self.work / "scan", env)
+            pss = not keep  # PSS in warm-up rounds only: reading it slows the scan
+            scans[mode] = scan_once(config, folder, self.work / "scan", env, pss=pss)
             if self.args.marginal:  # the first half alone: what start-up costs
                 half = scan_once(config, folder, self.work / "scan", env, len(paths) // 2)
                 scans[mode]["half"] = half
         if not keep:
+            for mode, result in scans.items():
+                figures.warmup_pss_mb[mode] = result["tree_peak_pss_mb"]
             return
         figures.decode_s.append(median(decodes))
         if len(photo_set.formats) > 1:
@@ -563,7 +583,7 @@ def summarise(bench: Bench, info: dict[str, Any]) -> dict[str, Any]:
             bound_w_off = scan_bound(device, cores, decode, write, rate_off, wall, writers)
             bounds["AMX off"] = (bound_w_off, scan_bound(device, cores, decode, 0.0, rate_off))
         scans = {
-            mode: _scan_summary(results, _bound_of(mode, bounds))
+            mode: _scan_summary(results, _bound_of(mode, bounds), f.warmup_pss_mb.get(mode))
             for mode, results in f.scans.items()
         }
         sizes = [p.stat().st_size for p in photos_in(folder)]
@@ -621,14 +641,18 @@ def _rate_summary(rates: list[float], bound: float) -> dict[str, Any]:
     return {"photos_per_s": rate, "rounds": rates, "ratio": ratio(rate, bound)}
 
 
-def _scan_summary(results: list[dict[str, Any]], bound: float) -> dict[str, Any]:
+def _scan_summary(
+    results: list[dict[str, Any]], bound: float, warmup_pss_mb: float | None
+) -> dict[str, Any]:
+    """Medians of a mode's timed rounds; the peak PSS is the warm-up round's (None: no
+    warm-up round, so none was read)."""
     out = _rate_summary([r["photos_per_s"] for r in results], bound)
     out["cpu_ms_per_photo"] = median([r["cpu_s"] * 1000 / r["tagged"] for r in results])
     out["first_done_s"] = median([r["first_done_s"] or math.nan for r in results])
     out["steady_photos_per_s"] = median([r["steady_photos_per_s"] or math.nan for r in results])
     out["steady_ratio"] = ratio(out["steady_photos_per_s"], bound)
     out.update(_marginal(results, bound))
-    out["peak_pss_mb"] = max(r["tree_peak_pss_mb"] for r in results)
+    out["peak_pss_mb"] = math.nan if warmup_pss_mb is None else warmup_pss_mb
     out["peak_rss_mb"] = max(r["tree_peak_rss_mb"] for r in results)
     out["main_peak_rss_mb"] = max(r["main_peak_rss_mb"] for r in results)
     return out
@@ -733,7 +757,7 @@ def set_notes(s: dict[str, Any]) -> list[str]:
         notes.append(
             f"  scan {mode}: peak memory of its process tree {scan['peak_rss_mb']:.0f} MB RSS "
             f"({scan['peak_rss_mb'] / RSS_TARGET_MB:.2f} of the 2 GB target), "
-            f"{scan['peak_pss_mb']:.0f} MB PSS; scan process alone "
+            f"{scan['peak_pss_mb']:.0f} MB PSS (warm-up round); scan process alone "
             f"{scan['main_peak_rss_mb']:.0f} MB (VmHWM) · "
             f"{scan['cpu_ms_per_photo']:.1f} ms CPU per photo · "
             f"first photo done after {scan['first_done_s']:.1f} s{_after(scan)}"

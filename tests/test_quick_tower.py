@@ -150,3 +150,24 @@ def test_unload_then_load_uses_the_tower(config: Config) -> None:
     assert not model.loaded
     model.load()
     assert model.quick
+
+
+def test_a_search_query_is_embedded_by_the_full_model_not_beside_a_kept_tower(
+    make_config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Text search needs the text tower: loading the kept image tower first would only
+    add its memory and read time."""
+    import photoscribe.service as service
+
+    config = make_config()
+    first = build_tagger(config)
+    first.start()
+    expected = first.encoder.encode_texts(["海边的狗"])
+    built: list[Config] = []
+    real = service.build_tagger
+    monkeypatch.setattr(service, "build_tagger", lambda c: built.append(c) or real(c))
+    store = type("Store", (), {"searchable_embeddings": lambda self, model_id: True})()
+    _, encode_text = service.clip_search_tools(config, store)
+    assert np.allclose(encode_text(["海边的狗"]), expected, atol=1e-6)
+    assert [c.model.quick_start for c in built] == [False]
+    assert towers(config)  # the tower is still kept for the next scan

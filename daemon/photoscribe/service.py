@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -143,8 +143,9 @@ def clip_search_tools(config: Config, store: PhotoStore) -> tuple[Any, Any]:
     if not store.searchable_embeddings(model_id):
         return None, None
     vectors = VectorCache(store, model_id, config.cache_dir)
-    encode_text = CachedEncoder(
-        config.cache_dir, model_id, lambda: build_tagger(config).encoder.encode_texts
+    text_only = replace(config, model=replace(config.model, quick_start=False))
+    encode_text = CachedEncoder(  # the full model: a kept image tower would only sit beside it
+        config.cache_dir, model_id, lambda: build_tagger(text_only).encoder.encode_texts
     )
     return vectors, encode_text
 

@@ -108,3 +108,54 @@ def test_a_sidecar_write_or_no_write_reads_the_facts_from_the_photo(tmp_path: Pa
     assert reads == [bare]
     assert rows["bare.jpg"].date_taken == "2021-06-07T08:09"
     assert bare.read_bytes() == before  # no writes: the photo is untouched
+
+
+def scan_counting_reads(config, folder: Path, monkeypatch) -> tuple[dict, list[Path]]:
+    """A real scan (worker processes, the tiny CLIP); the paths the writer asked a
+    worker to read facts for, and the index rows."""
+    from photoscribe import service, writing
+    from photoscribe.progress import Progress
+
+    asked: list[Path] = []
+    real = writing.IsolatedFacts.__call__
+
+    def counting(self, path: Path):
+        asked.append(path)
+        return real(self, path)
+
+    monkeypatch.setattr(writing.IsolatedFacts, "__call__", counting)
+    summary = service.scan(config, [folder], progress=Progress(bar=False), captions=False)
+    assert summary.tagged == 2, summary
+    store = open_store(config.index_path)
+    rows = {r.path.name: r for r in store.rows_under(folder)}
+    store.close()
+    return rows, asked
+
+
+def test_a_scan_without_writes_takes_the_facts_from_the_load(
+    tmp_path: Path, make_config, monkeypatch
+) -> None:
+    folder = tmp_path / "photos" / "只读"
+    one = photo(folder, "一.jpg", "2023:05:01 10:00:00", "Canon", "Canon EOS R5")
+    two = photo(folder, "two.jpg", "2024:08:02 17:30:00", "Apple", "iPhone 13")
+    before = {p: p.read_bytes() for p in (one, two)}
+    rows, asked = scan_counting_reads(make_config(metadata={"write": False}), folder, monkeypatch)
+    assert asked == []  # one read of each file: the load's
+    facts = {name: (row.date_taken, row.camera) for name, row in rows.items()}
+    assert facts == {
+        "一.jpg": ("2023-05-01T10:00", "Canon EOS R5"),
+        "two.jpg": ("2024-08-02T17:30", "Apple iPhone 13"),
+    }
+    assert {p: p.read_bytes() for p in (one, two)} == before
+
+
+def test_a_scan_writing_sidecars_still_reads_the_facts_from_each_photo(
+    tmp_path: Path, make_config, monkeypatch
+) -> None:
+    folder = tmp_path / "photos"
+    photo(folder, "a.jpg", "2022:01:02 03:04:00", "Nikon", "Nikon Z 6")
+    photo(folder, "b.jpg", "2021:06:07 08:09:00", "Sony", "ILCE-7M3")
+    config = make_config(metadata={"mode": "sidecar"})
+    rows, asked = scan_counting_reads(config, folder, monkeypatch)
+    assert sorted(p.name for p in asked) == ["a.jpg", "b.jpg"]
+    assert rows["a.jpg"].camera == "Nikon Z 6" and rows["b.jpg"].date_taken == "2021-06-07T08:09"

@@ -559,6 +559,7 @@ class Daemon:
             decode=self.file_tasks.get("decode"),
             observe=self.metrics.observe,
             images=build_images(self.config),
+            facts_at_load=not self.config.metadata.write,
         )
 
     def _new_watcher(self) -> FolderWatcher:

@@ -63,6 +63,7 @@ class Loaded:
     context: str | None = None  # facts from the photo's metadata for the caption prompt
     recorded: Any = None  # metadata.recorded.Recorded: photoscribe already wrote these pixels
     stat: FileStat | None = None
+    facts: Any = None  # date taken, camera, place (PhotoFacts) when the load read them
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class Known:
     content_hash: str
     row: PhotoRow
     context: str | None = None
+    facts: Any = None  # as Loaded.facts
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,7 @@ class Pipeline:
         decode: Callable[..., Any] | None = None,  # vision.loader.decode, or a test's
         observe: Callable[[str, float], None] | None = None,  # (stage, seconds per photo)
         images: Any = None,  # vision.gpudecode strategy (None: CpuImages, all on the CPU)
+        facts_at_load: bool = False,  # the load reads the search facts (no write will)
     ) -> None:
         self.store = store
         self.tagger = tagger
@@ -117,6 +120,7 @@ class Pipeline:
         self.workers = workers or InProcess()
         self.decode = decode
         self.images = images or CpuImages()
+        self.facts_at_load = facts_at_load
         self.observe = observe or (lambda stage, seconds: None)  # e.g. Metrics.observe
         self.summary = Summary()
         self._lock = threading.Lock()
@@ -264,12 +268,14 @@ class Pipeline:
                 known = self.store.by_hash(got.content_hash, self.tagger.encoder.model_id)
                 if known:
                     row = prefer_same_path(known, path)
-                    return Known(path, stat, got.content_hash, row, got.context)
+                    return Known(path, stat, got.content_hash, row, got.context, got.facts)
             tensor: Any = got.jpeg
             if tensor is None:  # made now, or once the model has loaded (see _decoded)
                 loaded = self.tagger.encoder.model.loaded
                 tensor = self._tensor(got.pixels) if loaded else Pixels(got.pixels)
-            return Loaded(path, got.content_hash, tensor, got.context, got.recorded, stat)
+            return Loaded(
+                path, got.content_hash, tensor, got.context, got.recorded, stat, got.facts
+            )
         except (PhotoError, OSError) as exc:
             return Failed(path, stat, *load_failure(exc))
 
@@ -292,6 +298,7 @@ class Pipeline:
             context=self.context,
             decode=self.decode or decode,
             jpeg_bytes=self.images.wants_jpeg,
+            facts=self.facts_at_load,
         )
 
     def _tensor(self, pixels: Any) -> Any:
@@ -312,7 +319,9 @@ class Pipeline:
                 caption = item.recorded.description
                 self._writer.put(AdoptedJob(item.path, item.content_hash, adopted, caption))
             else:
-                self._caption_then_write(item.path, item.content_hash, tagging, item.context)
+                self._caption_then_write(
+                    item.path, item.content_hash, tagging, item.context, item.facts
+                )
 
     def _decoded(self, batch: list[Loaded]) -> list[Loaded]:
         """``batch`` with its JPEGs decoded on the GPU; one the GPU cannot decode is decoded
@@ -357,7 +366,12 @@ class Pipeline:
         return None
 
     def _caption_then_write(
-        self, path: Path, digest: str, tagging: Tagging, context: str | None = None
+        self,
+        path: Path,
+        digest: str,
+        tagging: Tagging,
+        context: str | None = None,
+        facts: Any = None,
     ) -> None:
         """One write when the caption comes within the caption stage's wait; else the
         keywords go ahead alone and a caption that still comes is a second write."""
@@ -365,16 +379,16 @@ class Pipeline:
 
         def done(caption: str | None, reason: str | None) -> None:
             if not late.is_set():
-                self._writer.put(TaggedJob(path, digest, tagging, caption, reason))
+                self._writer.put(TaggedJob(path, digest, tagging, caption, reason, facts))
             elif caption is not None:
                 self._writer.put(LateCaptionJob(path, digest, tagging, caption))
 
         def keywords_first() -> None:
             late.set()
-            self._writer.put(TaggedJob(path, digest, tagging, None))
+            self._writer.put(TaggedJob(path, digest, tagging, None, facts=facts))
 
         if not self.captions.offer(tagging.keywords, done, context, on_late=keywords_first):
-            self._writer.put(TaggedJob(path, digest, tagging, None))
+            self._writer.put(TaggedJob(path, digest, tagging, None, facts=facts))
 
     def _reuse(self, item: Known) -> None:
         row = item.row
@@ -391,9 +405,12 @@ class Pipeline:
             return
         tagging = Tagging(row.keywords, self.store.embedding_of(row.id), row.model or "")
         if row.caption:
-            self._writer.put(TaggedJob(item.path, item.content_hash, tagging, row.caption))
+            job = TaggedJob(item.path, item.content_hash, tagging, row.caption, facts=item.facts)
+            self._writer.put(job)
         else:
-            self._caption_then_write(item.path, item.content_hash, tagging, item.context)
+            self._caption_then_write(
+                item.path, item.content_hash, tagging, item.context, item.facts
+            )
 
     # -- captions for photos that have keywords but no caption yet -------------------
     def _fill_captions(self, paths: Sequence[Path]) -> None:

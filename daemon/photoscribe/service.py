@@ -80,6 +80,7 @@ def scan(
             workers=workers,
             decode=decode,
             images=images or build_images(config),
+            facts_at_load=not config.metadata.write,
             **extra,
         )
         summary = pipeline.run(paths)

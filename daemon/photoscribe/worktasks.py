@@ -47,6 +47,7 @@ class LoadRequest:
     context: ContextSpec | None = None
     decode: Decode = field(default=decode)
     jpeg_bytes: bool = False  # a JPEG nvJPEG can decode comes back undecoded (GPU decoding)
+    facts: bool = False  # read the date taken, camera and place too (no write will read them)
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class LoadResult:
     context: str | None = None
     recorded: Any = None  # metadata.recorded.Recorded of these pixels by this model
     jpeg: JpegBytes | None = None  # (request.jpeg_bytes) to decode on the GPU instead
+    facts: Any = None  # (request.facts) search.facts.PhotoFacts, or None
 
 
 def load_photo(
@@ -69,12 +71,14 @@ def load_photo(
     say("metadata reader")
     context = request.context(data) if request.context else None
     recorded = _recorded(path, data, digest, request.model_id)
+    facts = _facts(path, data) if request.facts else None
     say("image decoder")
     source, raw = image_source(path, data)
     jpeg = gpu_jpeg(source) if request.jpeg_bytes and not raw else None
     if jpeg is not None:
-        return LoadResult(digest, None, context, recorded, jpeg)
-    return LoadResult(digest, decode_pixels(source, request, raw=raw), context, recorded)
+        return LoadResult(digest, None, context, recorded, jpeg, facts)
+    pixels = decode_pixels(source, request, raw=raw)
+    return LoadResult(digest, pixels, context, recorded, facts=facts)
 
 
 def decode_pixels(data: bytes, request: LoadRequest, *, raw: bool = False) -> np.ndarray:
@@ -94,6 +98,13 @@ def _recorded(path: Path, data: bytes, digest: str, model_id: str | None) -> Any
     if recorded is None or (recorded.content_hash, recorded.model) != (digest, model_id):
         return None
     return recorded
+
+
+def _facts(path: Path, data: bytes) -> Any:
+    from photoscribe.fsutil import display
+    from photoscribe.search.facts import facts_in
+
+    return facts_in(data, display(path))
 
 
 def image_source(path: Path, data: bytes) -> tuple[bytes, bool]:

@@ -99,6 +99,7 @@ class TaggedJob:
     tagging: Tagging
     caption: str | None
     note: str | None = None  # why there is no caption
+    facts: PhotoFacts | None = None  # read by the load (metadata writes off); None: not read
 
 
 @dataclass(frozen=True)
@@ -380,9 +381,14 @@ class Writer:
             self.report(job.path, "captioned", None)
             return
         if not self.dry_run:
-            facts = result.facts if result.facts is not None else self.facts(job.path)
-            self._index(job, stat, facts)
+            self._index(job, stat, self._facts_of(job, result))
         self.report(job.path, "tagged+caption" if job.caption else "tagged", note)
+
+    def _facts_of(self, job: TaggedJob, result: FileResult) -> PhotoFacts | None:
+        """The photo's facts as the write or the load read them, else read now."""
+        if result.facts is not None:
+            return result.facts
+        return job.facts if job.facts is not None else self.facts(job.path)
 
     def _index(
         self, job: TaggedJob | AdoptedJob | WrittenJob, stat: FileStat | None, facts: Any

@@ -25,13 +25,26 @@ def facts_from(values) -> PhotoFacts:
 def read_facts(path: Path) -> PhotoFacts | None:
     """The facts in the photo at ``path``; None when it cannot be read (never raises)."""
     from photoscribe.errors import PhotoscribeError
+
+    try:
+        data = read_photo(path)
+    except (OSError, PhotoscribeError) as exc:  # e.g. no longer a regular file
+        log.debug("no date/camera for search: %s: %s", display(path), exc)
+        return None
+    return facts_in(data, display(path))
+
+
+def facts_in(data: bytes, where: str) -> PhotoFacts | None:
+    """The facts in a photo's bytes ``data`` (read from ``where``); None when its
+    metadata cannot be read (never raises)."""
+    from photoscribe.errors import PhotoscribeError
     from photoscribe.metadata import backend
 
     try:
-        with backend.opened(read_photo(path), "the photo") as photo:
+        with backend.opened(data, "the photo") as photo:
             return facts_from(photo.snapshot().values)
-    except (OSError, PhotoscribeError) as exc:
-        log.debug("no date/camera for search: %s: %s", display(path), exc)
+    except PhotoscribeError as exc:
+        log.debug("no date/camera for search: %s: %s", where, exc)
         return None
 
 

@@ -113,7 +113,8 @@ class ClusterPipeline(Pipeline):
         keeper = self._keeper()
         rows = [{COLUMN: pack(Item(path))} for path in paths]
         ds = ray.data.from_items(rows, override_num_blocks=max(1, len(rows) // LOAD_BATCH))
-        request = replace(self._request(), jpeg_bytes=False)  # decoded on the nodes' CPUs
+        # decoded on the nodes' CPUs; facts are read by the write stage there
+        request = replace(self._request(), jpeg_bytes=False, facts=False)
         ds = _stage(ds, LoadStage, (self.config, request, self._known()), LOAD_BATCH, layout.load())
         ds = _stage(ds, TagStage, (self.config,), self.batch_size, layout.tag())
         ds = _stage(ds, CaptionStep, (self.config,), CAPTION_BATCH, {"size": (1, 1), "num_cpus": 0})

@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -46,14 +47,28 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-# Ray's token authentication, as the README's recipe sets it for `ray start` (the scans
-# themselves run without it: photoscribe finds the token as `ray start --head` does).
-RAY_ENV = {
-    **os.environ,
-    "HF_HUB_OFFLINE": "1",
-    "RAY_USAGE_STATS_ENABLED": "0",
-    "RAY_AUTH_MODE": "token",
-}
+def ray_env() -> dict[str, str]:
+    """Ray's token authentication, as the README's recipe sets it for `ray start` (the scans
+    themselves run without RAY_AUTH_MODE: photoscribe finds the token as `ray start` does)."""
+    return {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "RAY_AUTH_MODE": "token",
+    }
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_token(tmp_path_factory):
+    """The cluster's token, made as `ray get-auth-token --generate` makes one (the README's
+    first step on a head), but in a folder of the tests' own, named by RAY_AUTH_TOKEN_PATH:
+    a fresh machine has no ~/.ray/auth_token, and `ray start --head` in token mode never
+    makes one, so these tests must not depend on what an earlier `ray.init()` left there."""
+    path = tmp_path_factory.mktemp("ray") / "auth_token"
+    path.write_text(secrets.token_hex(32))
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("RAY_AUTH_TOKEN_PATH", str(path))
+        yield path
 
 
 @contextlib.contextmanager
@@ -62,15 +77,17 @@ def ray_head(cpus: int = 2):
     port = free_port()
     start = [str(RAY), "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1"]
     start += [f"--num-cpus={cpus}", "--include-dashboard=false", "--disable-usage-stats"]
-    subprocess.run(start, check=True, env=RAY_ENV, capture_output=True, timeout=120)
+    done = subprocess.run(start, env=ray_env(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, f"`ray start --head` failed:\n{done.stdout}{done.stderr}"
     try:
         yield f"127.0.0.1:{port}"
     finally:
-        subprocess.run([str(RAY), "stop", "--force"], env=RAY_ENV, capture_output=True, timeout=120)
+        stop = [str(RAY), "stop", "--force"]
+        subprocess.run(stop, env=ray_env(), capture_output=True, timeout=120)
 
 
 @pytest.fixture(scope="module")
-def cluster():
+def cluster(ray_token):
     with ray_head() as address:
         yield address
 
@@ -289,7 +306,7 @@ def test_the_config_a_node_gets_carries_the_key(tmp_path, monkeypatch) -> None:
 
 def nodes_alive(address: str) -> int:
     done = subprocess.run(
-        [sys.executable, "-c", NODES, address], capture_output=True, text=True, env=RAY_ENV
+        [sys.executable, "-c", NODES, address], capture_output=True, text=True, env=ray_env()
     )
     alive = [line for line in done.stdout.splitlines() if line.startswith("ALIVE ")]
     assert alive, done.stdout + done.stderr
@@ -322,7 +339,7 @@ def hidden_node(address: str, folder: Path) -> MountNamespace:
     ns.mount_tmpfs(folder, "1m")
     join = [str(RAY), "start", f"--address={address}", "--num-cpus=2"]
     join += ["--node-ip-address=127.0.0.1", "--disable-usage-stats"]
-    done = subprocess.run(ns.command(*join), capture_output=True, text=True, env=RAY_ENV)
+    done = subprocess.run(ns.command(*join), capture_output=True, text=True, env=ray_env())
     assert done.returncode == 0, done.stderr
     deadline = time.monotonic() + 60
     while nodes_alive(address) < 2 and time.monotonic() < deadline:

@@ -57,7 +57,7 @@ def connect(address: str) -> Session:
             "or use --cluster local"
             if address == "auto"
             else "check the address and that `ray status` works on the head node; a "
-            "cluster with token authentication (Ray's default) needs its token here too: "
+            "cluster with token authentication needs its token here too: "
             "the head's ~/.ray/auth_token copied to this machine, or RAY_AUTH_TOKEN"
         )
         raise ClusterError(f"cannot reach a Ray cluster at {address!r} ({exc}); {hint}") from exc

@@ -261,10 +261,9 @@ WATCH_WINDOW = 64  # photos polled at a time, oldest first: a stat of all 1,000 
 
 @dataclass
 class Timeline:
-    """When a run's photos were done, seconds from its start; and what its start cost."""
+    """When a run's photos were done, seconds from its start."""
 
     done: list[float]
-    start_note: str = ""
 
     @property
     def rate(self) -> float:
